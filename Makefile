@@ -1,0 +1,36 @@
+# `make book` builds the website into _build/html; `make test` runs every test.
+# Both create .venv and install requirements.txt on first use (or when it changes).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.requirements-installed
+
+.PHONY: book test lint lab clean
+
+book: $(STAMP)
+	$(BIN)/jupyter-book build . -n -W --keep-going
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# Open the chapters in JupyterLab, with the pinned environment as the kernel.
+lab: $(STAMP)
+	$(BIN)/jupyter lab book/
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): requirements.txt pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -r requirements.txt
+	touch $@
+
+clean:
+	rm -rf _build .pytest_cache .hypothesis

@@ -1,0 +1,40 @@
+"""ce_tutorial: the cross-entropy loss from first principles.
+
+The companion package of the ce-tutorial book. Every function takes
+array-likes (Python lists included), never modifies its inputs, and rejects
+bad input with a ``ValueError`` or ``TypeError`` that names the argument and
+the offending value.
+
+- the softmax family: :func:`softmax`, :func:`log_softmax`, :func:`logsumexp`;
+- losses on probabilities: :func:`likelihood`, :func:`negative_log_likelihood`,
+  :func:`cross_entropy`;
+- losses on logits: :func:`cross_entropy_from_logits`, :func:`cross_entropy_grad`;
+- helpers: :func:`one_hot`, :func:`entropy`, :func:`kl_divergence`.
+"""
+
+from ._information import entropy, kl_divergence
+from ._losses import (
+    cross_entropy,
+    cross_entropy_from_logits,
+    cross_entropy_grad,
+    likelihood,
+    negative_log_likelihood,
+    one_hot,
+)
+from ._softmax import log_softmax, logsumexp, softmax
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "cross_entropy",
+    "cross_entropy_from_logits",
+    "cross_entropy_grad",
+    "entropy",
+    "kl_divergence",
+    "likelihood",
+    "log_softmax",
+    "logsumexp",
+    "negative_log_likelihood",
+    "one_hot",
+    "softmax",
+]

@@ -1,0 +1,488 @@
+"""The likelihood, the negative log-likelihood and the cross-entropy loss.
+
+Two families of functions, matching the two things a classifier may output:
+
+- on **probabilities** ``y_hat`` (rows that sum to 1): :func:`likelihood`,
+  :func:`negative_log_likelihood` and :func:`cross_entropy`, the functions of
+  the book's first chapters;
+- on **logits** (unnormalised scores): :func:`cross_entropy_from_logits` and
+  :func:`cross_entropy_grad`, the forms used to train models.
+
+Targets ``y`` are either integer class labels of shape ``(n_samples,)`` or
+target distributions of shape ``(n_samples, n_classes)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from ._softmax import (
+    block_rows,
+    prepare_logits,
+    row_blocks,
+    shifted_exp_sum,
+    softmax,
+)
+from ._validation import (
+    as_array,
+    as_labels,
+    check_distributions,
+    check_labels,
+    check_matrix,
+    check_num_classes,
+    check_probabilities,
+    check_reduction,
+    compute_dtype,
+    reduce,
+    sum_tolerance,
+)
+
+__all__ = [
+    "cross_entropy",
+    "cross_entropy_from_logits",
+    "cross_entropy_grad",
+    "likelihood",
+    "negative_log_likelihood",
+    "one_hot",
+]
+
+
+def _prepare_probabilities(y_hat: npt.ArrayLike, name: str = "y_hat") -> np.ndarray:
+    """Validate predicted probabilities of shape (n_samples, n_classes)."""
+    p = as_array(y_hat, name)
+    dtype = compute_dtype(p.dtype, name)
+    check_matrix(p, name)
+    tol = sum_tolerance(p.dtype)
+    p = p.astype(dtype, copy=False)
+    check_probabilities(p, name, tol)
+    return p
+
+
+def _prepare_targets(
+    y: npt.ArrayLike, shape: tuple[int, int], name: str = "y"
+) -> np.ndarray:
+    """Check ``y`` against predictions of ``shape``; return it as an array.
+
+    1-D ``y`` are integer labels and are validated here in full. 2-D ``y``
+    are target distributions; only their dtype and shape are checked here,
+    their values by :func:`_check_target_block`, so that the logits path can
+    check them one block at a time.
+    """
+    arr = as_labels(y, name)
+    if arr.ndim == 1:
+        check_labels(arr, shape[0], shape[1], name)
+        return arr
+    if arr.ndim == 2:
+        compute_dtype(arr.dtype, name)
+        if arr.shape != shape:
+            raise ValueError(
+                f"{name} has shape {arr.shape}, but the predictions have shape "
+                f"{shape}; target distributions must have the same shape"
+            )
+        return arr
+    raise ValueError(
+        f"{name} must be integer labels of shape (n_samples,) or target "
+        f"distributions of shape (n_samples, n_classes), got shape {arr.shape}"
+    )
+
+
+def _check_target_block(
+    q: np.ndarray, dtype: np.dtype, offset: int, name: str = "y"
+) -> np.ndarray:
+    """Validate rows of target distributions; return them in ``dtype``."""
+    check_distributions(q, name, sum_tolerance(q.dtype), offset)
+    return q.astype(dtype, copy=False)
+
+
+def _labels_only(y: npt.ArrayLike, n_samples: int, n_classes: int) -> np.ndarray:
+    arr = as_labels(y, "y")
+    if arr.ndim != 1:
+        raise ValueError(
+            f"y must be integer class labels of shape (n_samples,), got shape "
+            f"{arr.shape}"
+        )
+    check_labels(arr, n_samples, n_classes)
+    return arr
+
+
+def _true_class_probabilities(y_hat: npt.ArrayLike, y: npt.ArrayLike) -> np.ndarray:
+    """Validate ``y_hat`` and labels ``y``; return ``y_hat[i, y[i]]``."""
+    p = _prepare_probabilities(y_hat)
+    labels = _labels_only(y, *p.shape)
+    return p[np.arange(p.shape[0]), labels]
+
+
+def one_hot(y: npt.ArrayLike, num_classes: int) -> np.ndarray:
+    """Encode integer class labels as rows of zeros with a single one.
+
+    Parameters
+    ----------
+    y : array_like of int, shape (n_samples,)
+        Class labels, each in ``0 <= y < num_classes``.
+    num_classes : int
+        The number of classes ``C``, at least 1.
+
+    Returns
+    -------
+    encoded : ndarray of float64, shape (n_samples, num_classes)
+        ``encoded[i, y[i]] == 1.0`` and every other entry is 0.0.
+
+    Raises
+    ------
+    TypeError
+        If ``y`` is not integer (bool, float, strings) or ``num_classes`` is not
+        an integer.
+    ValueError
+        If ``y`` is not 1-D, a label is out of range (negative labels included),
+        or ``num_classes < 1``.
+
+    Examples
+    --------
+    >>> from ce_tutorial import one_hot
+    >>> one_hot([0, 2], num_classes=3)
+    array([[1., 0., 0.],
+           [0., 0., 1.]])
+    """
+    c = check_num_classes(num_classes)
+    labels = as_labels(y, "y")
+    if labels.ndim != 1:
+        raise ValueError(f"y must be 1-D, of shape (n_samples,), got {labels.shape}")
+    check_labels(labels, labels.shape[0], c)
+    encoded = np.zeros((labels.shape[0], c))
+    encoded[np.arange(labels.shape[0]), labels] = 1.0
+    return encoded
+
+
+def likelihood(y_hat: npt.ArrayLike, y: npt.ArrayLike) -> np.floating:
+    r"""The probability a model gives to all the observed labels at once.
+
+    Under the assumption that examples are independent,
+
+    .. math:: P(Y \mid X) = \prod_{i=1}^{n} P(y^{(i)} \mid x^{(i)})
+        = \prod_{i=1}^{n} \hat{y}_{i, y_i}.
+
+    Parameters
+    ----------
+    y_hat : array_like of shape (n_samples, n_classes)
+        Predicted probabilities; each row sums to 1.
+    y : array_like of int, shape (n_samples,)
+        The true class of each example.
+
+    Returns
+    -------
+    likelihood : float
+        A NumPy scalar in [0, 1]; 1.0 for an empty batch (the empty product).
+
+    Raises
+    ------
+    TypeError
+        If ``y`` is not integer, or ``y_hat`` is not real-valued.
+    ValueError
+        If ``y_hat`` is not 2-D, holds a value outside [0, 1] or a row that
+        does not sum to 1, or a label is out of range.
+
+    Notes
+    -----
+    The product of thousands of probabilities underflows to 0.0 in floating
+    point, which is one reason to work with its logarithm instead: see
+    :func:`negative_log_likelihood`.
+
+    Examples
+    --------
+    >>> from ce_tutorial import likelihood
+    >>> y_hat = [[0.1, 0.3, 0.6], [0.2, 0.3, 0.5]]
+    >>> print(likelihood(y_hat, [0, 2]))
+    0.05
+    """
+    return np.prod(_true_class_probabilities(y_hat, y))
+
+
+def negative_log_likelihood(y_hat: npt.ArrayLike, y: npt.ArrayLike) -> np.floating:
+    r"""The negative log of :func:`likelihood`, computed as a sum of logs.
+
+    .. math:: -\log P(Y \mid X) = \sum_{i=1}^{n} -\log \hat{y}_{i, y_i}.
+
+    Parameters
+    ----------
+    y_hat : array_like of shape (n_samples, n_classes)
+        Predicted probabilities; each row sums to 1.
+    y : array_like of int, shape (n_samples,)
+        The true class of each example.
+
+    Returns
+    -------
+    nll : float
+        A NumPy scalar, ``>= 0``; ``inf`` if a true class has probability 0,
+        and 0.0 for an empty batch.
+
+    Raises
+    ------
+    TypeError
+        If ``y`` is not integer, or ``y_hat`` is not real-valued.
+    ValueError
+        If ``y_hat`` is not 2-D, holds a value outside [0, 1] or a row that
+        does not sum to 1, or a label is out of range.
+
+    See Also
+    --------
+    cross_entropy : the same quantity per example, or averaged.
+
+    Examples
+    --------
+    >>> from ce_tutorial import negative_log_likelihood
+    >>> y_hat = [[0.1, 0.3, 0.6], [0.2, 0.3, 0.5]]
+    >>> print(round(negative_log_likelihood(y_hat, [0, 2]), 8))
+    2.99573227
+    """
+    picked = _true_class_probabilities(y_hat, y)
+    with np.errstate(divide="ignore"):  # log(0) = -inf is the honest answer
+        return np.sum(0.0 - np.log(picked))
+
+
+def cross_entropy(
+    y_hat: npt.ArrayLike, y: npt.ArrayLike, reduction: str = "none"
+) -> np.ndarray | np.floating:
+    r"""The cross-entropy loss of predicted probabilities.
+
+    For integer labels, the loss of example :math:`i` is
+    :math:`-\log \hat{y}_{i, y_i}`; for target distributions :math:`q`, it is
+    :math:`-\sum_j q_{ij} \log \hat{y}_{ij}`, with :math:`0 \log 0 = 0`.
+
+    Parameters
+    ----------
+    y_hat : array_like of shape (n_samples, n_classes)
+        Predicted probabilities: finite, within [0, 1], each row summing to 1
+        within ``sqrt(eps)`` of its dtype. Nothing is renormalised or clipped.
+    y : array_like of int, shape (n_samples,), or of shape (n_samples, n_classes)
+        Integer class labels in ``0 <= y < n_classes`` (negative labels are an
+        error, never an index from the end), or target distributions: finite,
+        non-negative rows summing to 1.
+    reduction : {"none", "mean", "sum"}, default="none"
+        Return the per-example losses, their mean, or their sum.
+
+    Returns
+    -------
+    loss : ndarray of shape (n_samples,), or scalar
+        In the dtype of ``y_hat`` (integer input gives float64, float16 gives
+        float32). A true class with probability 0 gives ``inf``, without a
+        warning; an exactly right one-hot prediction gives exactly 0.0.
+
+    Raises
+    ------
+    TypeError
+        If labels are not integer, or an input is not real-valued.
+    ValueError
+        If a shape, value or ``reduction`` breaks the rules above, or
+        ``reduction="mean"`` meets an empty batch.
+
+    See Also
+    --------
+    cross_entropy_from_logits : the same loss from unnormalised scores.
+    sklearn.metrics.log_loss : the mean loss, from probabilities.
+
+    Examples
+    --------
+    The toy example of the book: the first example's true class got 0.1, the
+    second one's 0.5.
+
+    >>> import numpy as np
+    >>> from ce_tutorial import cross_entropy
+    >>> y_hat = np.array([[0.1, 0.3, 0.6], [0.2, 0.3, 0.5]])
+    >>> y = np.array([0, 2])
+    >>> cross_entropy(y_hat, y)
+    array([2.30258509, 0.69314718])
+
+    A negative label is rejected instead of silently reading the last column:
+
+    >>> cross_entropy(y_hat, [0, -1])
+    Traceback (most recent call last):
+        ...
+    ValueError: y[1] = -1 is out of range for 3 classes (0 <= y < 3)
+    """
+    reduction = check_reduction(reduction)
+    p = _prepare_probabilities(y_hat)
+    targets = _prepare_targets(y, p.shape)
+    with np.errstate(divide="ignore"):  # log(0) = -inf is the honest answer
+        if targets.ndim == 1:
+            losses = 0.0 - np.log(p[np.arange(p.shape[0]), targets])
+        else:
+            q = _check_target_block(targets, p.dtype, 0)
+            terms = 0.0 - np.log(p)
+            terms[q == 0] = 0.0  # 0 log 0 = 0, also where y_hat is 0
+            terms *= q
+            losses = terms.sum(axis=1)
+    return reduce(losses, reduction)
+
+
+def cross_entropy_from_logits(
+    logits: npt.ArrayLike, y: npt.ArrayLike, reduction: str = "none"
+) -> np.ndarray | np.floating:
+    r"""The cross-entropy loss computed stably from unnormalised scores.
+
+    For integer labels the loss of example :math:`i` is
+
+    .. math:: \ell_i = \operatorname{logsumexp}(z_i) - z_{i, y_i}
+        = (m_i - z_{i, y_i}) + \log \sum_j e^{z_{ij} - m_i},
+        \qquad m_i = \max_j z_{ij},
+
+    and for target distributions :math:`q` it is
+    :math:`\sum_j q_{ij} (\operatorname{logsumexp}(z_i) - z_{ij})`.
+
+    Parameters
+    ----------
+    logits : array_like of shape (n_samples, n_classes)
+        Real-valued scores. ``-inf`` marks a masked class: it adds nothing to
+        the loss, unless it is the true class, which gives ``inf``. Integer
+        logits compute in float64, float16 in float32.
+    y : array_like of int, shape (n_samples,), or of shape (n_samples, n_classes)
+        Integer class labels in ``0 <= y < n_classes``, or target
+        distributions: finite, non-negative rows summing to 1.
+    reduction : {"none", "mean", "sum"}, default="none"
+        Return the per-example losses, their mean, or their sum.
+
+    Returns
+    -------
+    loss : ndarray of shape (n_samples,), or scalar
+        In the compute dtype of ``logits`` (float32 in, float32 out).
+
+    Raises
+    ------
+    TypeError
+        If labels are not integer, or an input is not real-valued.
+    ValueError
+        If ``logits`` is not 2-D, holds NaN or ``+inf``, or has a row that is
+        ``-inf`` everywhere; if ``y`` or ``reduction`` breaks the rules above;
+        or if ``reduction="mean"`` meets an empty batch.
+
+    Notes
+    -----
+    The loss is computed one block of rows at a time, so the extra memory is a
+    small buffer, never a full ``log_softmax`` of the logits. Subtracting the
+    row maximum first keeps every exponential in (0, 1], and taking
+    :math:`m_i - z_{i, y_i}` before adding the log-sum avoids the
+    cancellation in :math:`\operatorname{logsumexp}(z_i) - z_{i, y_i}` when
+    both are large.
+
+    See Also
+    --------
+    cross_entropy : the same loss from probabilities.
+    cross_entropy_grad : its gradient with respect to the logits.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ce_tutorial import cross_entropy_from_logits
+    >>> logits = np.log([[0.1, 0.3, 0.6], [0.2, 0.3, 0.5]])
+    >>> cross_entropy_from_logits(logits, [0, 2])
+    array([2.30258509, 0.69314718])
+
+    Huge scores are no problem, and a masked class costs nothing:
+
+    >>> cross_entropy_from_logits([[1000.0, 0.0, -np.inf]], [0])
+    array([0.])
+    """
+    reduction = check_reduction(reduction)
+    z, dtype, _ = prepare_logits(logits, -1)
+    check_matrix(z, "logits")
+    n, c = z.shape
+    targets = _prepare_targets(y, (n, c))
+    losses = np.empty(n, dtype=dtype)
+    work = np.empty((block_rows(n, c, dtype.itemsize), c), dtype=dtype)
+    for a, b in row_blocks(n, c, dtype.itemsize):
+        block, w = z[a:b], work[: b - a]
+        m, s = shifted_exp_sum(block, dtype, lambda i, a=a: f"logits[{a + i}]", w)
+        log_s = np.log(s)
+        with np.errstate(over="ignore"):  # m - z may exceed the dtype's max
+            if targets.ndim == 1:
+                picked = block[np.arange(b - a), targets[a:b]].astype(dtype)
+                losses[a:b] = (m - picked) + log_s
+            else:
+                q = _check_target_block(targets[a:b], dtype, a)
+                np.subtract(m[:, None], block, out=w)  # +inf where masked
+                w += log_s[:, None]
+                w[q == 0] = 0.0  # a masked class with no target mass adds 0
+                w *= q
+                losses[a:b] = w.sum(axis=1)
+    return reduce(losses, reduction)
+
+
+def cross_entropy_grad(
+    logits: npt.ArrayLike, y: npt.ArrayLike, reduction: str = "mean"
+) -> np.ndarray:
+    r"""The gradient of :func:`cross_entropy_from_logits` with respect to logits.
+
+    .. math:: \frac{\partial \ell_i}{\partial z_{ij}}
+        = \operatorname{softmax}(z_i)_j - q_{ij},
+
+    where :math:`q_i` is the one-hot encoding of :math:`y_i` (or the target
+    distribution, scaled by its sum).
+
+    Parameters
+    ----------
+    logits : array_like of shape (n_samples, n_classes)
+        Real-valued scores, as for :func:`cross_entropy_from_logits`.
+    y : array_like of int, shape (n_samples,), or of shape (n_samples, n_classes)
+        Integer class labels or target distributions.
+    reduction : {"none", "mean", "sum"}, default="mean"
+        The reduction of the loss being differentiated. ``"mean"`` divides by
+        ``n_samples``; ``"sum"`` does not. ``"none"`` returns, in row ``i``,
+        the gradient of the loss of example ``i``, which depends on row ``i``
+        alone, so it equals the ``"sum"`` gradient.
+
+    Returns
+    -------
+    grad : ndarray of shape (n_samples, n_classes)
+        In the compute dtype of ``logits``. Each row sums to 0.
+
+    Raises
+    ------
+    TypeError
+        If labels are not integer, or an input is not real-valued.
+    ValueError
+        As :func:`cross_entropy_from_logits`; also if a true class (or a class
+        with target mass) is masked by ``-inf``, since the loss is then
+        infinite and has no gradient.
+
+    Examples
+    --------
+    >>> from ce_tutorial import cross_entropy_grad
+    >>> cross_entropy_grad([[0.0, 0.0], [0.0, 0.0]], [0, 1])
+    array([[-0.25,  0.25],
+           [ 0.25, -0.25]])
+    """
+    reduction = check_reduction(reduction)
+    z, _, _ = prepare_logits(logits, -1)
+    check_matrix(z, "logits")
+    n, c = z.shape
+    targets = _prepare_targets(y, (n, c))
+    if reduction == "mean" and n == 0:
+        raise ValueError(
+            "reduction='mean' is undefined for an empty batch (0 samples); "
+            "use reduction='sum' or 'none'"
+        )
+    grad = softmax(z, axis=-1)
+    rows = np.arange(n)
+    if targets.ndim == 1:
+        masked = np.isneginf(z[rows, targets])
+        if masked.any():
+            i = int(np.argmax(masked))
+            raise ValueError(
+                f"logits[{i}, {targets[i]}] is -inf for the true class y[{i}] = "
+                f"{targets[i]}: the loss is infinite and has no gradient"
+            )
+        grad[rows, targets] -= 1
+    else:
+        q = _check_target_block(targets, grad.dtype, 0)
+        masked = (q > 0) & np.isneginf(z)
+        if masked.any():
+            i, j = np.unravel_index(int(np.argmax(masked)), masked.shape)
+            raise ValueError(
+                f"logits[{i}, {j}] is -inf but y[{i}, {j}] = {q[i, j]} > 0: "
+                f"the loss is infinite and has no gradient"
+            )
+        grad *= q.sum(axis=1, keepdims=True)
+        grad -= q
+    if reduction == "mean":
+        grad /= n
+    return grad

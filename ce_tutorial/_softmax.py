@@ -1,0 +1,283 @@
+"""The softmax family: ``softmax``, ``log_softmax`` and ``logsumexp``.
+
+All three subtract the maximum along the class axis before exponentiating, so
+``exp`` never overflows, and all three stream over blocks of rows, so the
+extra memory they need stays a small fraction of the input's size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import numpy.typing as npt
+
+from ._validation import as_array, check_axis, check_row_maxima, compute_dtype
+
+__all__ = ["log_softmax", "logsumexp", "softmax"]
+
+# A block of rows is sized so that its working buffer stays within the L2
+# cache of a typical core, and is never more than an eighth of the input, which
+# keeps the extra memory of the streaming loss under a quarter of the logits.
+BLOCK_BYTES = 1 << 19
+MAX_BLOCK_FRACTION = 8
+
+
+def row_blocks(n_rows: int, n_cols: int, itemsize: int) -> Iterator[tuple[int, int]]:
+    """Yield ``(start, stop)`` for consecutive blocks of rows."""
+    rows = max(1, BLOCK_BYTES // max(1, n_cols * itemsize))
+    rows = min(rows, max(1, -(-n_rows // MAX_BLOCK_FRACTION)))
+    for start in range(0, n_rows, rows):
+        yield start, min(start + rows, n_rows)
+
+
+def block_rows(n_rows: int, n_cols: int, itemsize: int) -> int:
+    """The number of rows in the largest block ``row_blocks`` yields."""
+    return max((b - a for a, b in row_blocks(n_rows, n_cols, itemsize)), default=0)
+
+
+def shifted_exp_sum(
+    block: np.ndarray,
+    dtype: np.dtype,
+    locate: Callable[[int], str],
+    work: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return the row maxima ``m`` and ``s = sum(exp(block - m))`` of a block.
+
+    ``work`` (same shape as ``block``, of ``dtype``) receives
+    ``exp(block - m)``. The maxima also validate the block: NaN, ``+inf`` and
+    rows that are entirely ``-inf`` raise ``ValueError``.
+    """
+    m = block.max(axis=1).astype(dtype, copy=False)
+    check_row_maxima(m, locate)
+    # ``block - m`` overflows to -inf only when the true difference is below
+    # -max(dtype); exp of it is 0, which is the correctly rounded answer.
+    with np.errstate(over="ignore"):
+        np.subtract(block, m[:, None], out=work)
+    np.exp(work, out=work)
+    return m, work.sum(axis=1)
+
+
+def prepare_logits(
+    logits: npt.ArrayLike, axis: object, name: str = "logits"
+) -> tuple[np.ndarray, np.dtype, int]:
+    """Return the logits as an array, the dtype to compute in, and the axis."""
+    z = as_array(logits, name)
+    dtype = compute_dtype(z.dtype, name)
+    if z.ndim == 0:
+        raise ValueError(f"{name} must have at least one dimension, got a scalar")
+    ax = check_axis(axis, z.ndim, name)
+    if z.shape[ax] == 0:
+        raise ValueError(
+            f"{name} has shape {z.shape}: the class axis (axis={axis}) is empty"
+        )
+    return z, dtype, ax
+
+
+def _as_rows(z: np.ndarray, ax: int) -> tuple[np.ndarray, tuple[int, ...]]:
+    """View ``z`` as 2-D rows with the class axis last, and the leading shape."""
+    moved = np.moveaxis(z, ax, -1)
+    return moved.reshape(-1, moved.shape[-1]), moved.shape[:-1]
+
+
+def _locator(
+    name: str, lead: tuple[int, ...], ax: int, offset: int
+) -> Callable[[int], str]:
+    """Name row ``i`` of a block as an index into the original array."""
+
+    def locate(i: int) -> str:
+        parts = [str(int(k)) for k in np.unravel_index(offset + i, lead)]
+        parts.insert(ax, ":")
+        while parts and parts[-1] == ":":
+            parts.pop()
+        return name + ("[" + ", ".join(parts) + "]" if parts else "")
+
+    return locate
+
+
+def _from_rows(
+    rows: np.ndarray, lead: tuple[int, ...], ax: int, keep_class_axis: bool
+) -> np.ndarray:
+    """Undo ``_as_rows`` for a result computed row by row."""
+    if keep_class_axis:
+        return np.moveaxis(rows.reshape(*lead, rows.shape[-1]), -1, ax)
+    return rows.reshape(lead)[()]
+
+
+def logsumexp(logits: npt.ArrayLike, axis: int = -1) -> np.ndarray:
+    r"""Compute ``log(sum(exp(logits)))`` along an axis without overflow.
+
+    Parameters
+    ----------
+    logits : array_like of shape (..., n_classes, ...)
+        Real-valued scores. ``-inf`` marks a masked entry that contributes
+        nothing. Integer input is computed in float64, float16 in float32.
+    axis : int, default=-1
+        The axis to reduce, the class axis.
+
+    Returns
+    -------
+    lse : ndarray or scalar
+        ``logits`` reduced along ``axis``; a NumPy scalar for 1-D input.
+
+    Raises
+    ------
+    TypeError
+        If ``logits`` is not real-valued (bool, complex, strings), or ``axis``
+        is not an integer.
+    ValueError
+        If ``logits`` is a scalar, ``axis`` is out of bounds, the class axis is
+        empty, a slice along ``axis`` holds NaN or ``+inf``, or a slice is
+        ``-inf`` everywhere.
+
+    Notes
+    -----
+    With :math:`m = \max_j z_j`,
+
+    .. math:: \log \sum_j e^{z_j} = m + \log \sum_j e^{z_j - m},
+
+    where every :math:`e^{z_j - m} \le 1`, so nothing overflows, and the
+    largest term is exactly 1, so the sum cannot underflow to zero [1]_.
+
+    References
+    ----------
+    .. [1] P. Blanchard, D. J. Higham and N. J. Higham, "Accurately computing
+       the log-sum-exp and softmax functions", IMA Journal of Numerical
+       Analysis 41(4), 2021.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ce_tutorial import logsumexp
+    >>> logsumexp([[0.0, 0.0], [10.0, 10.0]])
+    array([ 0.69314718, 10.69314718])
+    >>> print(logsumexp([1000.0, 1000.0]))
+    1000.6931471805599
+
+    The naive formula overflows where the shifted one does not:
+
+    >>> with np.errstate(over="ignore"):
+    ...     print(np.log(np.sum(np.exp([1000.0, 1000.0]))))
+    inf
+    """
+    z, dtype, ax = prepare_logits(logits, axis)
+    rows, lead = _as_rows(z, ax)
+    n, c = rows.shape
+    out = np.empty(n, dtype=dtype)
+    work = np.empty((block_rows(n, c, dtype.itemsize), c), dtype=dtype)
+    for a, b in row_blocks(n, c, dtype.itemsize):
+        m, s = shifted_exp_sum(
+            rows[a:b], dtype, _locator("logits", lead, ax, a), work[: b - a]
+        )
+        out[a:b] = m + np.log(s)
+    return _from_rows(out, lead, ax, keep_class_axis=False)
+
+
+def softmax(logits: npt.ArrayLike, axis: int = -1) -> np.ndarray:
+    r"""Turn scores into probabilities: ``exp(z) / sum(exp(z))`` along an axis.
+
+    Parameters
+    ----------
+    logits : array_like of shape (..., n_classes, ...)
+        Real-valued scores. ``-inf`` marks a masked class, which gets
+        probability exactly 0. Integer input is computed in float64, float16 in
+        float32.
+    axis : int, default=-1
+        The class axis, along which the result sums to 1.
+
+    Returns
+    -------
+    probabilities : ndarray of the same shape as ``logits``
+        Non-negative, summing to 1 along ``axis``.
+
+    Raises
+    ------
+    TypeError
+        If ``logits`` is not real-valued, or ``axis`` is not an integer.
+    ValueError
+        If ``logits`` is a scalar, ``axis`` is out of bounds, the class axis is
+        empty, a slice holds NaN or ``+inf``, or a slice is ``-inf`` everywhere.
+
+    Notes
+    -----
+    .. math:: \operatorname{softmax}(z)_j = \frac{e^{z_j - m}}{\sum_k e^{z_k - m}},
+        \qquad m = \max_k z_k.
+
+    Subtracting :math:`m` changes nothing mathematically (it cancels between
+    numerator and denominator) but keeps every exponential in :math:`(0, 1]`.
+
+    Examples
+    --------
+    >>> from ce_tutorial import softmax
+    >>> softmax([[1.0, 2.0, 3.0], [1000.0, 1000.0, -float("inf")]])
+    array([[0.09003057, 0.24472847, 0.66524096],
+           [0.5       , 0.5       , 0.        ]])
+    """
+    z, dtype, ax = prepare_logits(logits, axis)
+    rows, lead = _as_rows(z, ax)
+    n, c = rows.shape
+    out = np.empty((n, c), dtype=dtype)
+    for a, b in row_blocks(n, c, dtype.itemsize):
+        _, s = shifted_exp_sum(
+            rows[a:b], dtype, _locator("logits", lead, ax, a), out[a:b]
+        )
+        out[a:b] /= s[:, None]
+    return _from_rows(out, lead, ax, keep_class_axis=True)
+
+
+def log_softmax(logits: npt.ArrayLike, axis: int = -1) -> np.ndarray:
+    r"""Compute ``log(softmax(logits))`` accurately, as ``z - logsumexp(z)``.
+
+    Parameters
+    ----------
+    logits : array_like of shape (..., n_classes, ...)
+        Real-valued scores. ``-inf`` marks a masked class, whose
+        log-probability is ``-inf``. Integer input is computed in float64,
+        float16 in float32.
+    axis : int, default=-1
+        The class axis.
+
+    Returns
+    -------
+    log_probabilities : ndarray of the same shape as ``logits``
+        Non-positive, with ``exp`` of each slice summing to 1.
+
+    Raises
+    ------
+    TypeError
+        If ``logits`` is not real-valued, or ``axis`` is not an integer.
+    ValueError
+        If ``logits`` is a scalar, ``axis`` is out of bounds, the class axis is
+        empty, a slice holds NaN or ``+inf``, or a slice is ``-inf`` everywhere.
+
+    Notes
+    -----
+    .. math:: \log \operatorname{softmax}(z)_j = (z_j - m) - \log \sum_k e^{z_k - m}.
+
+    Computing ``np.log(softmax(z))`` instead loses every probability that
+    underflows to 0: its log becomes ``-inf`` although the true value is an
+    ordinary number such as -999.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ce_tutorial import log_softmax, softmax
+    >>> log_softmax([1000.0, 1.0])
+    array([   0., -999.])
+    >>> with np.errstate(divide="ignore"):
+    ...     print(np.log(softmax([1000.0, 1.0])))
+    [  0. -inf]
+    """
+    z, dtype, ax = prepare_logits(logits, axis)
+    rows, lead = _as_rows(z, ax)
+    n, c = rows.shape
+    out = np.empty((n, c), dtype=dtype)
+    work = np.empty((block_rows(n, c, dtype.itemsize), c), dtype=dtype)
+    for a, b in row_blocks(n, c, dtype.itemsize):
+        m, s = shifted_exp_sum(
+            rows[a:b], dtype, _locator("logits", lead, ax, a), work[: b - a]
+        )
+        with np.errstate(over="ignore"):
+            np.subtract(rows[a:b], m[:, None], out=out[a:b])
+        out[a:b] -= np.log(s)[:, None]
+    return _from_rows(out, lead, ax, keep_class_axis=True)
