@@ -201,7 +201,7 @@ def check_row_sums(p: np.ndarray, name: str, tol: float, offset: int = 0) -> Non
         idx = np.unravel_index(int(np.argmax(bad)), sums.shape)
         where = format_index(_shift(idx, offset)) if idx else ""
         raise ValueError(
-            f"{name}{where} sums to {sums[idx]!r}, not 1 (tolerance {tol:.1e}); "
+            f"{name}{where} sums to {sums[idx]}, not 1 (tolerance {tol:.1e}); "
             f"each row must be a probability distribution"
         )
 

@@ -1,0 +1,610 @@
+"""The losses (``ce_tutorial._losses``): likelihood, NLL, cross-entropy, gradient."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import scipy.special
+from hypothesis import assume, given
+from hypothesis import strategies as st
+from sklearn.metrics import log_loss
+
+import ce_tutorial as ct
+
+from . import strategies as cst
+from .reference import cross_entropy_rows, ulp_error_bound
+
+# The source's toy example: two examples, three classes; the true class of the
+# first got 0.1, that of the second 0.5.
+Y_HAT = np.array([[0.1, 0.3, 0.6], [0.2, 0.3, 0.5]])
+Y = np.array([0, 2])
+EPS64 = np.finfo(np.float64).eps
+
+
+def assert_positive_zero(x):
+    """``x`` is exactly 0.0 everywhere, never -0.0."""
+    x = np.asarray(x)
+    assert (x == 0.0).all()
+    assert not np.signbit(x).any()
+
+
+# --- the toy example, by hand -------------------------------------------------
+
+
+def test_toy_example_cross_entropy():
+    loss = ct.cross_entropy(Y_HAT, Y)
+    assert loss == pytest.approx([-math.log(0.1), -math.log(0.5)], rel=1e-12)
+    assert repr(loss) == "array([2.30258509, 0.69314718])"
+
+
+def test_toy_example_reductions():
+    # mean = (log 10 + log 2) / 2 = log(20) / 2; sum = log 20 = -log 0.05
+    assert ct.cross_entropy(Y_HAT, Y, reduction="mean") == pytest.approx(
+        math.log(20) / 2, rel=1e-12
+    )
+    assert ct.cross_entropy(Y_HAT, Y, reduction="sum") == pytest.approx(
+        -math.log(0.05), rel=1e-12
+    )
+
+
+def test_toy_example_likelihood_and_nll():
+    lik = ct.likelihood(Y_HAT, Y)
+    assert isinstance(lik, np.floating)
+    assert lik == pytest.approx(0.05, rel=1e-15)
+    nll = ct.negative_log_likelihood(Y_HAT, Y)
+    assert isinstance(nll, np.floating)
+    assert nll == pytest.approx(-math.log(0.05), rel=1e-12)
+    assert nll == pytest.approx(-math.log(lik), rel=1e-12)
+
+
+def test_toy_example_from_logits():
+    # Logits log(y_hat) have softmax y_hat, so the loss is the same.
+    logits = np.log(Y_HAT)
+    assert ct.cross_entropy_from_logits(logits, Y) == pytest.approx(
+        [-math.log(0.1), -math.log(0.5)], rel=1e-12
+    )
+    # Adding a constant per row changes nothing.
+    shifted = logits + np.array([[100.0], [-30.0]])
+    assert ct.cross_entropy_from_logits(shifted, Y) == pytest.approx(
+        [-math.log(0.1), -math.log(0.5)], rel=1e-12
+    )
+
+
+def test_toy_example_gradient():
+    # softmax(log y_hat) - one_hot(y), divided by 2 for the mean.
+    grad = ct.cross_entropy_grad(np.log(Y_HAT), Y)
+    expected = np.array([[0.1 - 1, 0.3, 0.6], [0.2, 0.3, 0.5 - 1]]) / 2
+    np.testing.assert_allclose(grad, expected, rtol=1e-12, atol=1e-15)
+
+
+def test_gradient_hand_values_and_reductions():
+    z = [[0.0, 0.0], [0.0, 0.0]]
+    mean = ct.cross_entropy_grad(z, [0, 1])
+    np.testing.assert_array_equal(mean, [[-0.25, 0.25], [0.25, -0.25]])
+    total = ct.cross_entropy_grad(z, [0, 1], reduction="sum")
+    np.testing.assert_array_equal(total, [[-0.5, 0.5], [0.5, -0.5]])
+    np.testing.assert_array_equal(ct.cross_entropy_grad(z, [0, 1], "none"), total)
+
+
+def test_cross_entropy_with_target_distributions_by_hand():
+    q = [[0.5, 0.5, 0.0], [0.0, 0.0, 1.0]]
+    y_hat = [[0.25, 0.75, 0.0], [0.2, 0.3, 0.5]]
+    expected = [
+        -(0.5 * math.log(0.25) + 0.5 * math.log(0.75)),
+        -math.log(0.5),
+    ]
+    assert ct.cross_entropy(y_hat, q) == pytest.approx(expected, rel=1e-12)
+    logits = np.log(np.array([[0.25, 0.75, 1.0], [0.2, 0.3, 0.5]]))
+    logits[0, 2] = -np.inf
+    assert ct.cross_entropy_from_logits(logits, q) == pytest.approx(expected, rel=1e-12)
+
+
+def test_label_smoothing_by_hand():
+    # Targets 0.9 on the true class, 0.05 elsewhere, for uniform predictions:
+    # the loss is log 3 whatever the targets.
+    q = [[0.9, 0.05, 0.05]]
+    assert ct.cross_entropy_from_logits([[2.0, 2.0, 2.0]], q) == pytest.approx(
+        [math.log(3)], rel=1e-14
+    )
+    # For predictions [0.5, 0.25, 0.25]: 0.9 log 2 + 0.1 log 4 = 1.1 log 2.
+    assert ct.cross_entropy([[0.5, 0.25, 0.25]], q) == pytest.approx(
+        [1.1 * math.log(2)], rel=1e-14
+    )
+
+
+# --- one_hot --------------------------------------------------------------------
+
+
+def test_one_hot_by_hand():
+    encoded = ct.one_hot([0, 2, 1, 2], 3)
+    expected = [[1, 0, 0], [0, 0, 1], [0, 1, 0], [0, 0, 1]]
+    np.testing.assert_array_equal(encoded, np.array(expected, dtype=np.float64))
+    assert encoded.dtype == np.float64
+
+
+@given(st.integers(1, 8).flatmap(lambda c: st.tuples(st.just(c), cst.labels_for(5, c))))
+def test_one_hot_round_trips_through_argmax(c_and_y):
+    c, y = c_and_y
+    encoded = ct.one_hot(y, c)
+    assert encoded.shape == (5, c)
+    np.testing.assert_array_equal(encoded.argmax(axis=1), y)
+    np.testing.assert_array_equal(encoded.sum(axis=1), np.ones(5))
+
+
+# --- zero probability, exact predictions ---------------------------------------
+
+
+def test_zero_probability_for_the_true_class_is_infinite_without_warning():
+    y_hat = [[0.0, 1.0], [0.5, 0.5]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(
+            ct.cross_entropy(y_hat, [0, 1]), [np.inf, math.log(2)]
+        )
+        assert ct.cross_entropy(y_hat, [0, 1], reduction="mean") == np.inf
+        assert ct.negative_log_likelihood(y_hat, [0, 1]) == np.inf
+        assert ct.likelihood(y_hat, [0, 1]) == 0.0
+        # Target mass on a class with probability 0 is infinite as well.
+        assert ct.cross_entropy(y_hat, [[0.5, 0.5], [0.5, 0.5]])[0] == np.inf
+
+
+def test_zero_probability_off_the_target_costs_nothing():
+    # 0 log 0 = 0: no NaN from 0 * inf.
+    loss = ct.cross_entropy([[0.0, 1.0]], [[0.0, 1.0]])
+    assert_positive_zero(loss)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_exact_one_hot_prediction_gives_positive_zero(dtype):
+    y_hat = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]], dtype=dtype)
+    y = np.array([1, 0])
+    for reduction in ("none", "sum", "mean"):
+        assert_positive_zero(ct.cross_entropy(y_hat, y, reduction=reduction))
+        assert_positive_zero(ct.cross_entropy(y_hat, y_hat, reduction=reduction))
+    assert_positive_zero(ct.negative_log_likelihood(y_hat, y))
+    assert ct.likelihood(y_hat, y) == 1.0
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_certain_logits_give_positive_zero(dtype):
+    z = np.array([[0.0, -np.inf, -np.inf], [1000.0, 0.0, -5.0]], dtype=dtype)
+    y = np.array([0, 0])
+    for reduction in ("none", "sum", "mean"):
+        assert_positive_zero(ct.cross_entropy_from_logits(z, y, reduction=reduction))
+        assert_positive_zero(
+            ct.cross_entropy_from_logits(z, ct.one_hot(y, 3), reduction=reduction)
+        )
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_confident_correct_predictions_never_give_a_negative_loss(dtype):
+    # The true loss log(1 + e^-a) is positive for every margin a; rounding
+    # must not push it below zero (it did once, at a ~ 37, by -1.1e-16).
+    margins = np.linspace(0.0, 400.0, 8001)
+    z = np.stack([margins, np.zeros_like(margins)], axis=1).astype(dtype)
+    y = np.zeros(len(margins), dtype=int)
+    for target in (y, ct.one_hot(y, 2)):
+        loss = ct.cross_entropy_from_logits(z, target)
+        assert (loss >= 0).all()
+        assert not np.signbit(loss).any()
+    assert (ct.logsumexp(z) >= z.max(axis=1)).all()
+
+
+# --- masked classes ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("targets", ["labels", "distributions"])
+def test_a_masked_class_adds_nothing(targets):
+    rng = np.random.default_rng(4)
+    z = rng.normal(scale=3.0, size=(6, 5))
+    y = np.array([0, 1, 2, 4, 0, 4])
+    if targets == "distributions":
+        y = cst.normalise(rng.uniform(size=(6, 5)))
+        y[:, 3] = 0.0
+        y = cst.normalise(y)
+    masked = z.copy()
+    masked[:, 3] = -np.inf
+    dropped = np.delete(z, 3, axis=1)
+    if y.ndim == 1:  # class 4 becomes class 3 once column 3 is gone
+        y_dropped = np.where(y > 3, y - 1, y)
+    else:
+        y_dropped = np.delete(y, 3, axis=1)
+    np.testing.assert_allclose(
+        ct.cross_entropy_from_logits(masked, y),
+        ct.cross_entropy_from_logits(dropped, y_dropped),
+        rtol=4 * EPS64,
+    )
+    grad = ct.cross_entropy_grad(masked, y)
+    assert (grad[:, 3] == 0).all()
+    np.testing.assert_allclose(
+        np.delete(grad, 3, axis=1),
+        ct.cross_entropy_grad(dropped, y_dropped),
+        rtol=4 * EPS64,
+        atol=1e-300,
+    )
+
+
+def test_a_masked_true_class_gives_infinity_without_warning():
+    z = np.array([[0.0, -np.inf, 1.0], [2.0, 0.0, 1.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss = ct.cross_entropy_from_logits(z, [1, 0])
+        assert loss[0] == np.inf
+        assert np.isfinite(loss[1])
+        q = np.array([[0.0, 0.5, 0.5], [1.0, 0.0, 0.0]])
+        assert ct.cross_entropy_from_logits(z, q)[0] == np.inf
+
+
+def test_the_gradient_of_an_infinite_loss_is_an_error():
+    z = np.array([[0.0, 1.0, 2.0], [0.0, -np.inf, 1.0]])
+    with pytest.raises(
+        ValueError, match=r"logits\[1, 1\] is -inf for the true class y\[1\] = 1"
+    ):
+        ct.cross_entropy_grad(z, [0, 1])
+    q = np.array([[1.0, 0.0, 0.0], [0.0, 0.25, 0.75]])
+    with pytest.raises(
+        ValueError, match=r"logits\[1, 1\] is -inf but y\[1, 1\] = 0.25 > 0"
+    ):
+        ct.cross_entropy_grad(z, q)
+
+
+# --- dtypes -----------------------------------------------------------------------
+
+
+def _loss_calls(z, y_hat):
+    y = np.array([0, 1])
+    q = np.array([[0.5, 0.5], [0.25, 0.75]])
+    for reduction in ("none", "mean", "sum"):
+        for target in (y, q):
+            yield ct.cross_entropy(y_hat, target, reduction=reduction)
+            yield ct.cross_entropy_from_logits(z, target, reduction=reduction)
+            yield ct.cross_entropy_grad(z, target, reduction=reduction)
+
+
+def test_float32_in_float32_out():
+    z = np.array([[1.0, -2.0], [0.5, 3.0]], dtype=np.float32)
+    y_hat = np.array([[0.25, 0.75], [0.5, 0.5]], dtype=np.float32)
+    for out, want in zip(
+        _loss_calls(z, y_hat),
+        _loss_calls(z.astype(float), y_hat.astype(float)),
+        strict=True,
+    ):
+        assert out.dtype == np.float32
+        np.testing.assert_allclose(out, want, rtol=1e-6, atol=1e-7)
+
+
+def test_integer_inputs_compute_in_float64():
+    z = np.array([[1, -2], [0, 3]])
+    y_hat = np.array([[0, 1], [1, 0]])
+    for out, want in zip(
+        _loss_calls(z, y_hat),
+        _loss_calls(z.astype(float), y_hat.astype(float)),
+        strict=True,
+    ):
+        assert out.dtype == np.float64
+        np.testing.assert_array_equal(out, want)
+
+
+def test_float16_logits_compute_in_float32_without_overflow():
+    z16 = np.array([[12.0, 0.0]], dtype=np.float16)
+    z64 = np.array([[12.0, 0.0]])
+    scale = 12.0  # |logsumexp|
+    tol = 4 * np.finfo(np.float32).eps * scale
+    for y in ([0], [1], [[0.5, 0.5]]):
+        loss = ct.cross_entropy_from_logits(z16, y)
+        assert loss.dtype == np.float32
+        assert np.isfinite(loss).all()
+        np.testing.assert_array_less(
+            np.abs(loss - ct.cross_entropy_from_logits(z64, y)), tol
+        )
+        grad = ct.cross_entropy_grad(z16, y)
+        assert grad.dtype == np.float32
+        np.testing.assert_array_less(np.abs(grad - ct.cross_entropy_grad(z64, y)), tol)
+    # The true value of the loss for class 1: 12 + log(1 + e^-12).
+    assert ct.cross_entropy_from_logits(z16, [1])[0] == pytest.approx(
+        12 + math.log1p(math.exp(-12)), rel=1e-6
+    )
+
+
+def test_float16_probabilities_compute_in_float32():
+    y_hat = np.array([[0.25, 0.75]], dtype=np.float16)
+    loss = ct.cross_entropy(y_hat, [1])
+    assert loss.dtype == np.float32
+    assert loss[0] == pytest.approx(-math.log(0.75), rel=1e-6)
+
+
+# --- streaming over blocks of rows ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def big():
+    rng = np.random.default_rng(5)
+    z = rng.normal(scale=4.0, size=(5000, 37))
+    y = rng.integers(0, 37, size=5000)
+    q = cst.normalise(rng.uniform(size=(5000, 37)))
+    return z, y, q
+
+
+def test_many_rows_match_a_direct_computation(big):
+    z, y, q = big
+    lp = scipy.special.log_softmax(z, axis=1)
+    np.testing.assert_allclose(
+        ct.cross_entropy_from_logits(z, y), -lp[np.arange(5000), y], rtol=1e-13
+    )
+    np.testing.assert_allclose(
+        ct.cross_entropy_from_logits(z, q), -(q * lp).sum(axis=1), rtol=1e-13
+    )
+    p = scipy.special.softmax(z, axis=1)
+    np.testing.assert_allclose(
+        ct.cross_entropy_grad(z, y, reduction="sum"),
+        p - ct.one_hot(y, 37),
+        rtol=1e-12,
+        atol=1e-15,
+    )
+
+
+@pytest.mark.parametrize(
+    "f",
+    [ct.cross_entropy_from_logits, ct.cross_entropy_grad],
+    ids=lambda f: f.__name__,
+)
+@pytest.mark.parametrize(
+    ("value", "pattern"),
+    [
+        (np.nan, r"logits\[4321\] contains NaN"),
+        (np.inf, r"logits\[4321\] contains \+inf"),
+    ],
+)
+def test_a_bad_logit_in_a_late_block_names_the_global_row(big, f, value, pattern):
+    z, y, q = big
+    z = z.copy()
+    z[4321, 30] = value
+    for target in (y, q):
+        with pytest.raises(ValueError, match=pattern):
+            f(z, target)
+
+
+@pytest.mark.parametrize(
+    "f",
+    [ct.cross_entropy_from_logits, ct.cross_entropy_grad],
+    ids=lambda f: f.__name__,
+)
+def test_a_masked_row_in_a_late_block_names_the_global_row(big, f):
+    z, y, _ = big
+    z = z.copy()
+    z[4321] = -np.inf
+    with pytest.raises(ValueError, match=r"logits\[4321\] is -inf in every class"):
+        f(z, y)
+
+
+@pytest.mark.parametrize(
+    "f",
+    [ct.cross_entropy_from_logits, ct.cross_entropy_grad],
+    ids=lambda f: f.__name__,
+)
+def test_a_bad_target_in_a_late_block_names_the_global_row(big, f):
+    z, _, q = big
+    bad = q.copy()
+    bad[4321, 5] = -0.125
+    with pytest.raises(ValueError, match=r"y\[4321, 5\] = -0.125 is negative"):
+        f(z, bad)
+    bad = q.copy()
+    bad[4321] *= 2
+    with pytest.raises(ValueError, match=r"y\[4321\] sums to 2\.0"):
+        f(z, bad)
+    bad = q.copy()
+    bad[4999, 36] = np.nan
+    with pytest.raises(ValueError, match=r"y\[4999, 36\] = nan is not finite"):
+        f(z, bad)
+
+
+def test_a_bad_label_in_a_large_batch_names_its_index(big):
+    z, y, _ = big
+    bad = y.copy()
+    bad[4321] = -1
+    with pytest.raises(ValueError, match=r"y\[4321\] = -1 is out of range"):
+        ct.cross_entropy_from_logits(z, bad)
+
+
+def test_a_bad_probability_in_a_large_batch_names_its_index(big):
+    z, y, _ = big
+    p = scipy.special.softmax(z, axis=1)
+    p[4321, 7] = -1e-3
+    with pytest.raises(ValueError, match=r"y_hat\[4321, 7\] = -0.001 is negative"):
+        ct.cross_entropy(p, y)
+
+
+# --- properties -------------------------------------------------------------------
+
+
+@given(
+    st.one_of(
+        cst.logits_and_labels(),
+        cst.confident_logits_and_labels(),
+        cst.confident_logits_and_labels(dtype=np.float32),
+    ),
+    cst.reductions,
+)
+def test_loss_is_non_negative(zy, reduction):
+    z, y = zy
+    assert (np.asarray(ct.cross_entropy_from_logits(z, y, reduction)) >= 0).all()
+    p = ct.softmax(z)
+    assert (np.asarray(ct.cross_entropy(p, y, reduction)) >= 0).all()
+
+
+@given(cst.logits_and_targets(), cst.reductions)
+def test_loss_with_targets_is_non_negative(zq, reduction):
+    z, q = zq
+    assert (np.asarray(ct.cross_entropy_from_logits(z, q, reduction)) >= 0).all()
+
+
+@given(cst.logits_and_labels(bound=30.0))
+def test_loss_from_logits_equals_loss_of_softmax(zy):
+    # With |z| <= 30 every probability is at least e^-60 / 8: nothing underflows.
+    z, y = zy
+    np.testing.assert_allclose(
+        ct.cross_entropy_from_logits(z, y),
+        ct.cross_entropy(ct.softmax(z), y),
+        rtol=1e-12,
+        atol=8 * EPS64,
+    )
+
+
+@given(cst.logits_and_targets(bound=30.0))
+def test_loss_from_logits_equals_loss_of_softmax_for_targets(zq):
+    z, q = zq
+    np.testing.assert_allclose(
+        ct.cross_entropy_from_logits(z, q),
+        ct.cross_entropy(ct.softmax(z), q),
+        rtol=1e-12,
+        atol=8 * EPS64,
+    )
+
+
+@given(cst.logits_and_labels(), cst.reductions)
+def test_labels_and_one_hot_targets_agree(zy, reduction):
+    z, y = zy
+    q = ct.one_hot(y, z.shape[1])
+    np.testing.assert_allclose(
+        ct.cross_entropy_from_logits(z, y, reduction),
+        ct.cross_entropy_from_logits(z, q, reduction),
+        rtol=4 * EPS64,
+        atol=0,
+    )
+    np.testing.assert_allclose(
+        ct.cross_entropy_grad(z, y, reduction),
+        ct.cross_entropy_grad(z, q, reduction),
+        rtol=4 * EPS64,
+        atol=4 * EPS64,
+    )
+    p = ct.softmax(z)
+    np.testing.assert_allclose(
+        ct.cross_entropy(p, y, reduction),
+        ct.cross_entropy(p, q, reduction),
+        rtol=4 * EPS64,
+        atol=0,
+    )
+
+
+@given(cst.logits_and_labels(), cst.reductions)
+def test_mean_and_sum_reduce_the_per_example_losses(zy, reduction):
+    z, y = zy
+    none = ct.cross_entropy_from_logits(z, y, "none")
+    assert none.shape == (z.shape[0],)
+    reduced = ct.cross_entropy_from_logits(z, y, reduction)
+    if reduction == "none":
+        np.testing.assert_array_equal(reduced, none)
+    else:
+        want = none.mean() if reduction == "mean" else none.sum()
+        assert np.ndim(reduced) == 0
+        assert reduced == pytest.approx(want, rel=4 * EPS64, abs=0)
+    p = ct.softmax(z)
+    none_p = ct.cross_entropy(p, y, "none")
+    assert ct.cross_entropy(p, y, "mean") == pytest.approx(none_p.mean(), rel=4 * EPS64)
+    assert ct.cross_entropy(p, y, "sum") == pytest.approx(none_p.sum(), rel=4 * EPS64)
+    assert ct.negative_log_likelihood(p, y) == pytest.approx(
+        none_p.sum(), rel=4 * EPS64
+    )
+
+
+@given(cst.logits_and_labels())
+def test_gradient_reductions(zy):
+    z, y = zy
+    total = ct.cross_entropy_grad(z, y, "sum")
+    np.testing.assert_array_equal(ct.cross_entropy_grad(z, y, "none"), total)
+    np.testing.assert_allclose(
+        ct.cross_entropy_grad(z, y, "mean"), total / z.shape[0], rtol=4 * EPS64
+    )
+    # Each row of the gradient sums to zero.
+    np.testing.assert_allclose(total.sum(axis=1), 0.0, atol=(z.shape[1] + 2) * EPS64)
+
+
+def _central_differences(loss, z, step):
+    """d loss(z)[i] / d z[i, j] by central differences, row by row."""
+    grad = np.empty_like(z)
+    for i, j in np.ndindex(*z.shape):
+        up, down = z.copy(), z.copy()
+        up[i, j] += step
+        down[i, j] -= step
+        # Divide by the step actually taken, after rounding.
+        grad[i, j] = (loss(up)[i] - loss(down)[i]) / (up[i, j] - down[i, j])
+    return grad
+
+
+@given(cst.logits_and_labels(bound=10.0))
+def test_gradient_matches_central_differences(zy):
+    z, y = zy
+    # Truncation error ~ step^2 |f'''| / 6 <= 1e-11, rounding ~ eps |f| / step
+    # <= 2e-16 * 30 / 1e-5 < 1e-9: a 1e-7 tolerance leaves a wide margin and
+    # still catches any real mistake (an error of one sample's softmax is 1e-3).
+    numeric = _central_differences(
+        lambda v: ct.cross_entropy_from_logits(v, y), z, step=1e-5
+    )
+    np.testing.assert_allclose(
+        ct.cross_entropy_grad(z, y, "sum"), numeric, rtol=0, atol=1e-7
+    )
+
+
+@given(cst.logits_and_targets(bound=10.0))
+def test_gradient_with_targets_matches_central_differences(zq):
+    z, q = zq
+    numeric = _central_differences(
+        lambda v: ct.cross_entropy_from_logits(v, q), z, step=1e-5
+    )
+    np.testing.assert_allclose(
+        ct.cross_entropy_grad(z, q, "sum"), numeric, rtol=0, atol=1e-7
+    )
+
+
+@st.composite
+def probabilities_and_labels(draw):
+    """Probabilities in [0.05 / 8.5, 1 - 0.05 / 8.5] and labels, C >= 2."""
+    y_hat = draw(cst.distributions(min_weight=0.05, min_classes=2))
+    return y_hat, draw(cst.labels_for(*y_hat.shape))
+
+
+@given(probabilities_and_labels())
+def test_agrees_with_sklearn_log_loss(py):
+    # Every probability is far from 0 and 1, where log_loss's clipping to
+    # [eps, 1 - eps] does nothing.
+    y_hat, y = py
+    ref = log_loss(y, y_hat, labels=range(y_hat.shape[1]))
+    assert ct.cross_entropy(y_hat, y, "mean") == pytest.approx(ref, rel=1e-12)
+    z = np.log(y_hat)
+    assert ct.cross_entropy_from_logits(z, y, "mean") == pytest.approx(ref, rel=1e-12)
+
+
+@given(probabilities_and_labels())
+def test_agrees_with_sklearn_log_loss_for_soft_targets(py):
+    # log_loss accepts one-hot "probability" targets as a label indicator matrix.
+    y_hat, y = py
+    q = ct.one_hot(y, y_hat.shape[1])
+    ref = log_loss(q, y_hat)
+    assert ct.cross_entropy(y_hat, q, "mean") == pytest.approx(ref, rel=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@given(data=st.data())
+def test_loss_from_logits_agrees_with_mpmath(dtype, data):
+    bound = 1000.0 if dtype == np.float64 else 80.0
+    z, y = data.draw(cst.logits_and_labels(dtype=dtype, bound=bound))
+    loss = ct.cross_entropy_from_logits(z, y)
+    assert loss.dtype == dtype
+    refs, lse = cross_entropy_rows(z, y)
+    for i, ref in enumerate(refs):
+        error, bound_ = ulp_error_bound(loss[i], ref, lse[i], dtype)
+        assert error <= bound_, (i, loss[i], ref)
+
+
+@given(cst.logits_and_labels(bound=30.0))
+def test_nll_is_minus_log_likelihood(zy):
+    z, y = zy
+    p = ct.softmax(z)
+    lik = ct.likelihood(p, y)
+    assume(lik > 1e-300)  # the product has not underflowed
+    assert ct.negative_log_likelihood(p, y) == pytest.approx(
+        -math.log(lik), rel=1e-12, abs=64 * EPS64
+    )

@@ -1,0 +1,475 @@
+"""The input contract shared by every public function (``ce_tutorial._validation``).
+
+Each error case asserts the exception type and a message that names the
+argument and the offending value. The checks run through the public functions,
+since that is where a user meets them.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import pytest
+
+import ce_tutorial as ct
+
+Y_HAT = np.array([[0.1, 0.3, 0.6], [0.2, 0.3, 0.5]])
+LOGITS = np.log(Y_HAT)
+Q = np.array([[0.0, 0.5, 0.5], [1.0, 0.0, 0.0]])
+
+# Every function that takes integer labels, as f(y) with valid predictions of
+# shape (2, 3).
+LABEL_FUNCTIONS = [
+    pytest.param(lambda y: ct.likelihood(Y_HAT, y), id="likelihood"),
+    pytest.param(lambda y: ct.negative_log_likelihood(Y_HAT, y), id="nll"),
+    pytest.param(lambda y: ct.cross_entropy(Y_HAT, y), id="cross_entropy"),
+    pytest.param(lambda y: ct.cross_entropy_from_logits(LOGITS, y), id="from_logits"),
+    pytest.param(lambda y: ct.cross_entropy_grad(LOGITS, y), id="grad"),
+]
+LABEL_FUNCTIONS_AND_ONE_HOT = [
+    *LABEL_FUNCTIONS,
+    pytest.param(lambda y: ct.one_hot(y, 3), id="one_hot"),
+]
+
+# Every function that takes probabilities y_hat, as f(y_hat) with labels [0, 0].
+PROBABILITY_FUNCTIONS = [
+    pytest.param(lambda p: ct.likelihood(p, [0, 0]), id="likelihood"),
+    pytest.param(lambda p: ct.negative_log_likelihood(p, [0, 0]), id="nll"),
+    pytest.param(lambda p: ct.cross_entropy(p, [0, 0]), id="cross_entropy"),
+]
+
+# Every function that takes logits, as f(logits) with labels [0, 0].
+LOGIT_FUNCTIONS = [
+    pytest.param(ct.softmax, id="softmax"),
+    pytest.param(ct.log_softmax, id="log_softmax"),
+    pytest.param(ct.logsumexp, id="logsumexp"),
+    pytest.param(lambda z: ct.cross_entropy_from_logits(z, [0, 0]), id="from_logits"),
+    pytest.param(lambda z: ct.cross_entropy_grad(z, [0, 0]), id="grad"),
+]
+LOSS_FROM_LOGITS = [
+    pytest.param(ct.cross_entropy_from_logits, id="from_logits"),
+    pytest.param(ct.cross_entropy_grad, id="grad"),
+]
+
+# Every function that takes target distributions, as f(y) with predictions of
+# shape (2, 3).
+TARGET_FUNCTIONS = [
+    pytest.param(lambda y: ct.cross_entropy(Y_HAT, y), id="cross_entropy"),
+    pytest.param(lambda y: ct.cross_entropy_from_logits(LOGITS, y), id="from_logits"),
+    pytest.param(lambda y: ct.cross_entropy_grad(LOGITS, y), id="grad"),
+]
+
+REDUCED_FUNCTIONS = [
+    pytest.param(lambda r: ct.cross_entropy(Y_HAT, [0, 2], reduction=r), id="ce"),
+    pytest.param(
+        lambda r: ct.cross_entropy_from_logits(LOGITS, [0, 2], reduction=r),
+        id="from_logits",
+    ),
+    pytest.param(
+        lambda r: ct.cross_entropy_grad(LOGITS, [0, 2], reduction=r), id="grad"
+    ),
+]
+
+
+# --- integer labels ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("f", LABEL_FUNCTIONS_AND_ONE_HOT)
+@pytest.mark.parametrize(
+    ("y", "dtype"),
+    [
+        (np.array([True, False]), "bool"),
+        (np.array([0.0, 2.0]), "float64"),
+        (np.array([0, 2], dtype=np.float32), "float32"),
+        (np.array(["0", "2"]), "<U1"),
+    ],
+    ids=["bool", "float64", "float32", "str"],
+)
+def test_labels_must_be_integers(f, y, dtype):
+    pattern = rf"y must hold integer class labels, got dtype {re.escape(dtype)}"
+    with pytest.raises(TypeError, match=pattern):
+        f(y)
+
+
+@pytest.mark.parametrize("f", LABEL_FUNCTIONS_AND_ONE_HOT)
+@pytest.mark.parametrize(
+    ("y", "index", "value"), [([0, -1], 1, -1), ([3, 0], 0, 3), ([0, 7], 1, 7)]
+)
+def test_labels_out_of_range(f, y, index, value):
+    pattern = rf"y\[{index}\] = {value} is out of range for 3 classes \(0 <= y < 3\)"
+    with pytest.raises(ValueError, match=pattern):
+        f(np.array(y))
+
+
+@pytest.mark.parametrize("f", LABEL_FUNCTIONS)
+def test_labels_must_match_the_batch(f):
+    with pytest.raises(
+        ValueError, match=r"y has shape \(3,\), but there are 2 samples"
+    ):
+        f(np.array([0, 1, 2]))
+
+
+@pytest.mark.parametrize(
+    "f",
+    [
+        pytest.param(lambda y: ct.likelihood(Y_HAT, y), id="likelihood"),
+        pytest.param(lambda y: ct.negative_log_likelihood(Y_HAT, y), id="nll"),
+    ],
+)
+def test_probability_only_functions_want_1d_labels(f):
+    with pytest.raises(ValueError, match=r"y must be integer .* got shape \(2, 1\)"):
+        f(np.array([[0], [2]]))
+
+
+@pytest.mark.parametrize("f", TARGET_FUNCTIONS)
+def test_targets_of_three_dimensions_are_rejected(f):
+    with pytest.raises(ValueError, match=r"y must be integer labels .*\(2, 3, 1\)"):
+        f(np.zeros((2, 3, 1), dtype=int))
+
+
+@pytest.mark.parametrize("f", LABEL_FUNCTIONS_AND_ONE_HOT)
+def test_unsigned_and_small_integer_labels_are_accepted(f):
+    expected = f(np.array([0, 2]))
+    for dtype in (np.uint8, np.int8, np.int32, np.uint64):
+        np.testing.assert_array_equal(f(np.array([0, 2], dtype=dtype)), expected)
+
+
+def test_the_one_liner_wraps_negative_labels_and_ce_tutorial_does_not():
+    # The source's one-liner indexes with y directly. y = -1 is an invalid
+    # label, but NumPy reads it as "the last column" and returns a loss.
+    y_hat = Y_HAT
+    y = np.array([0, -1])
+    one_liner = -np.log(y_hat[range(len(y_hat)), y])
+    # It silently used y_hat[1, 2] = 0.5, the last class of the second row.
+    assert one_liner[1] == pytest.approx(-math.log(0.5), rel=1e-15)
+    with pytest.raises(ValueError, match=r"y\[1\] = -1 is out of range"):
+        ct.cross_entropy(y_hat, y)
+
+
+# --- one_hot and num_classes -------------------------------------------------
+
+
+@pytest.mark.parametrize("num_classes", [0, -2])
+def test_num_classes_must_be_positive(num_classes):
+    with pytest.raises(
+        ValueError, match=rf"num_classes must be at least 1, got {num_classes}"
+    ):
+        ct.one_hot([0], num_classes)
+
+
+@pytest.mark.parametrize("num_classes", [3.0, "3", None, True, np.bool_(True)])
+def test_num_classes_must_be_an_integer(num_classes):
+    pattern = rf"num_classes must be an integer, got {re.escape(repr(num_classes))}"
+    with pytest.raises(TypeError, match=pattern):
+        ct.one_hot([0], num_classes)
+
+
+def test_num_classes_accepts_numpy_integers():
+    np.testing.assert_array_equal(
+        ct.one_hot([1], np.int64(3)), np.array([[0.0, 1.0, 0.0]])
+    )
+
+
+def test_one_hot_labels_must_be_1d():
+    with pytest.raises(ValueError, match=r"y must be 1-D.*\(2, 1\)"):
+        ct.one_hot([[0], [1]], 3)
+
+
+def test_one_hot_of_an_empty_list():
+    encoded = ct.one_hot([], 4)
+    assert encoded.shape == (0, 4)
+    assert encoded.dtype == np.float64
+
+
+# --- predicted probabilities --------------------------------------------------
+
+
+@pytest.mark.parametrize("f", PROBABILITY_FUNCTIONS)
+@pytest.mark.parametrize(
+    ("y_hat", "pattern"),
+    [
+        ([0.5, 0.5], r"y_hat must be 2-D, .* got shape \(2,\)"),
+        (np.full((2, 1, 1), 1.0), r"y_hat must be 2-D, .* got shape \(2, 1, 1\)"),
+        (np.empty((2, 0)), r"y_hat has shape \(2, 0\): at least one class"),
+        ([[0.5, np.nan], [0.5, 0.5]], r"y_hat\[0, 1\] = nan is not finite"),
+        ([[0.5, 0.5], [np.inf, 0.5]], r"y_hat\[1, 0\] = inf is not finite"),
+        ([[0.5, 0.5], [-0.25, 1.25]], r"y_hat\[1, 0\] = -0.25 is negative"),
+        ([[0.5, 0.5], [0.75, 0.2]], r"y_hat\[1\] sums to 0\.95, not 1"),
+        ([[0.5, 0.5], [1.0 + 1e-9, 0.0]], r"y_hat\[1, 0\] = 1.000000001 is greater"),
+    ],
+    ids=["1d", "3d", "no-class", "nan", "inf", "negative", "sum", "above-one"],
+)
+def test_probabilities_are_validated(f, y_hat, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        f(y_hat)
+
+
+@pytest.mark.parametrize("f", PROBABILITY_FUNCTIONS)
+@pytest.mark.parametrize(
+    ("y_hat", "dtype"),
+    [
+        (np.array([[True, False]]), "bool"),
+        (np.array([[1 + 0j, 0j]]), "complex128"),
+        (np.array([["1", "0"]]), "<U1"),
+    ],
+    ids=["bool", "complex", "str"],
+)
+def test_probabilities_must_be_real(f, y_hat, dtype):
+    with pytest.raises(
+        TypeError, match=rf"y_hat must hold real numbers, got dtype {re.escape(dtype)}"
+    ):
+        f(np.repeat(y_hat, 2, axis=0))
+
+
+@pytest.mark.parametrize("f", PROBABILITY_FUNCTIONS)
+def test_ragged_probabilities_are_rejected(f):
+    with pytest.raises(ValueError, match=r"y_hat could not be read as an array"):
+        f([[0.5, 0.5], [1.0]])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_row_sum_tolerance_is_sqrt_eps_of_the_dtype(dtype):
+    tol = math.sqrt(np.finfo(dtype).eps)
+    inside = np.array([[0.25, 0.75 + 0.9 * tol]], dtype=dtype)
+    outside = np.array([[0.25, 0.75 + 1.1 * tol]], dtype=dtype)
+    # Just inside the tolerance: accepted as is, not renormalised.
+    loss = ct.cross_entropy(inside, [0])
+    assert loss.dtype == dtype
+    assert loss[0] == -np.log(dtype(0.25))
+    # Just outside: rejected, not renormalised either.
+    with pytest.raises(ValueError, match=r"y_hat\[0\] sums to .*not 1"):
+        ct.cross_entropy(outside, [0])
+    # The same rule holds from below.
+    below = np.array([[0.25, 0.75 - 1.1 * tol]], dtype=dtype)
+    with pytest.raises(ValueError, match=r"y_hat\[0\] sums to"):
+        ct.likelihood(below, [0])
+
+
+def test_float32_tolerance_is_not_applied_to_float64():
+    # 1e-5 is inside float32's tolerance (3.5e-4) but not float64's (1.5e-8).
+    row = [[0.25, 0.75 + 1e-5]]
+    ct.cross_entropy(np.array(row, dtype=np.float32), [0])
+    with pytest.raises(ValueError, match=r"sums to"):
+        ct.cross_entropy(np.array(row, dtype=np.float64), [0])
+
+
+def test_integer_probabilities_compute_in_float64():
+    loss = ct.cross_entropy(np.array([[1, 0], [0, 1]]), [0, 1])
+    assert loss.dtype == np.float64
+    np.testing.assert_array_equal(loss, [0.0, 0.0])
+
+
+# --- logits -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("f", LOGIT_FUNCTIONS)
+@pytest.mark.parametrize(
+    ("z", "pattern"),
+    [
+        ([[0.0, 1.0], [2.0, np.nan]], r"logits\[1\] contains NaN"),
+        ([[np.nan, np.inf], [0.0, 0.0]], r"logits\[0\] contains NaN"),
+        ([[0.0, 1.0], [np.inf, 0.0]], r"logits\[1\] contains \+inf"),
+        ([[-np.inf, np.inf], [0.0, 0.0]], r"logits\[0\] contains \+inf"),
+        ([[-np.inf, -np.inf], [0.0, 0.0]], r"logits\[0\] is -inf in every class"),
+    ],
+    ids=["nan", "nan-and-inf", "inf", "inf-and-masked", "all-masked"],
+)
+def test_logits_are_validated(f, z, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        f(np.array(z))
+
+
+@pytest.mark.parametrize("f", LOGIT_FUNCTIONS)
+@pytest.mark.parametrize(
+    ("z", "dtype"),
+    [
+        (np.array([[True, False], [False, True]]), "bool"),
+        (np.array([[1j, 0j], [0j, 1j]]), "complex128"),
+        (np.array([["1", "0"], ["0", "1"]]), "<U1"),
+    ],
+    ids=["bool", "complex", "str"],
+)
+def test_logits_must_be_real(f, z, dtype):
+    with pytest.raises(
+        TypeError, match=rf"logits must hold real numbers, got dtype {re.escape(dtype)}"
+    ):
+        f(z)
+
+
+@pytest.mark.parametrize("f", LOGIT_FUNCTIONS)
+def test_logits_with_an_empty_class_axis_are_rejected(f):
+    with pytest.raises(
+        ValueError, match=r"logits has shape \(2, 0\): the class axis .* is empty"
+    ):
+        f(np.empty((2, 0)))
+
+
+@pytest.mark.parametrize(
+    "f", [ct.softmax, ct.log_softmax, ct.logsumexp], ids=lambda f: f.__name__
+)
+def test_scalar_logits_are_rejected(f):
+    with pytest.raises(ValueError, match=r"logits must have at least one dimension"):
+        f(3.0)
+
+
+@pytest.mark.parametrize("f", LOSS_FROM_LOGITS)
+@pytest.mark.parametrize("shape", [(3,), (1, 2, 3)])
+def test_loss_logits_must_be_2d(f, shape):
+    pattern = rf"logits must be 2-D, .* got shape {re.escape(str(shape))}"
+    with pytest.raises(ValueError, match=pattern):
+        f(np.zeros(shape), [0])
+
+
+# --- target distributions -----------------------------------------------------
+
+
+@pytest.mark.parametrize("f", TARGET_FUNCTIONS)
+@pytest.mark.parametrize(
+    ("q", "pattern"),
+    [
+        (
+            np.full((2, 2), 0.5),
+            r"y has shape \(2, 2\), but the predictions have shape \(2, 3\)",
+        ),
+        (np.full((3, 3), 1 / 3), r"y has shape \(3, 3\), but the predictions"),
+        ([[0.0, 0.5, 0.5], [np.nan, 0.5, 0.5]], r"y\[1, 0\] = nan is not finite"),
+        ([[0.0, np.inf, 0.5], [1.0, 0.0, 0.0]], r"y\[0, 1\] = inf is not finite"),
+        ([[0.0, 0.5, 0.5], [1.5, -0.5, 0.0]], r"y\[1, 1\] = -0.5 is negative"),
+        ([[0.0, 0.5, 0.4], [1.0, 0.0, 0.0]], r"y\[0\] sums to 0\.9, not 1"),
+        ([[0.0, 0.5, 0.5], [1.0, 0.5, 0.0]], r"y\[1\] sums to 1\.5, not 1"),
+    ],
+    ids=["columns", "rows", "nan", "inf", "negative", "sum-low", "sum-high"],
+)
+def test_target_distributions_are_validated(f, q, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        f(np.array(q))
+
+
+@pytest.mark.parametrize("f", TARGET_FUNCTIONS)
+def test_target_distributions_must_be_real(f):
+    with pytest.raises(TypeError, match=r"y must hold real numbers, got dtype bool"):
+        f(np.array([[False, True, False], [True, False, False]]))
+
+
+@pytest.mark.parametrize("f", TARGET_FUNCTIONS)
+def test_target_distributions_are_not_repaired(f):
+    # A row that sums to 1 but holds a tiny negative entry is not clipped.
+    with pytest.raises(ValueError, match=r"y\[0, 0\] = -1e-12 is negative"):
+        f(np.array([[-1e-12, 0.5, 0.5 + 1e-12], [1.0, 0.0, 0.0]]))
+
+
+# --- reduction ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("f", REDUCED_FUNCTIONS)
+@pytest.mark.parametrize("reduction", ["avg", "MEAN", "", None, 1, ("mean",)])
+def test_unknown_reductions_are_rejected(f, reduction):
+    pattern = r"reduction must be one of 'none', 'mean' or 'sum', got " + re.escape(
+        repr(reduction)
+    )
+    with pytest.raises(ValueError, match=pattern):
+        f(reduction)
+
+
+@pytest.mark.parametrize(
+    "f",
+    [
+        pytest.param(ct.cross_entropy, id="cross_entropy"),
+        pytest.param(ct.cross_entropy_from_logits, id="from_logits"),
+    ],
+)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_empty_batch_of_losses(f, dtype):
+    empty = np.empty((0, 3), dtype=dtype)
+    for y in ([], np.empty(0, dtype=int), np.empty((0, 3))):
+        none = f(empty, y, reduction="none")
+        assert none.shape == (0,)
+        assert none.dtype == dtype
+        total = f(empty, y, reduction="sum")
+        assert total == 0.0
+        assert total.dtype == dtype
+        with pytest.raises(ValueError, match=r"reduction='mean' .* empty batch"):
+            f(empty, y, reduction="mean")
+
+
+def test_empty_batch_of_gradients():
+    empty = np.empty((0, 3))
+    for y in ([], np.empty((0, 3))):
+        for reduction in ("none", "sum"):
+            grad = ct.cross_entropy_grad(empty, y, reduction=reduction)
+            assert grad.shape == (0, 3)
+        with pytest.raises(ValueError, match=r"reduction='mean' .* empty batch"):
+            ct.cross_entropy_grad(empty, y, reduction="mean")
+
+
+def test_empty_batch_of_likelihoods():
+    empty = np.empty((0, 3))
+    assert ct.likelihood(empty, []) == 1.0
+    assert ct.negative_log_likelihood(empty, []) == 0.0
+
+
+# --- inputs are never modified, lists are accepted ------------------------------
+
+
+def _calls():
+    """(function, args) for every public function, with masked logits too."""
+    masked = np.array([[0.5, -np.inf, 2.0], [1.0, 3.0, -1.0]])
+    p = np.array([[0.25, 0.75], [0.5, 0.5]])
+    q = np.array([[1.0, 0.0], [0.5, 0.5]])
+    labels = np.array([0, 2])
+    targets = np.array([[0.5, 0.0, 0.5], [0.0, 0.25, 0.75]])
+    calls = [
+        (ct.softmax, (masked,)),
+        (ct.log_softmax, (masked,)),
+        (ct.logsumexp, (masked,)),
+        (ct.softmax, (masked.T.copy(), 0)),
+        (ct.one_hot, (labels, 3)),
+        (ct.likelihood, (Y_HAT, labels)),
+        (ct.negative_log_likelihood, (Y_HAT, labels)),
+        (ct.cross_entropy, (Y_HAT, labels)),
+        (ct.cross_entropy, (Y_HAT, targets)),
+        (ct.cross_entropy_from_logits, (masked, labels)),
+        (ct.cross_entropy_from_logits, (masked, targets)),
+        (ct.cross_entropy_grad, (masked, labels)),
+        (ct.cross_entropy_grad, (masked, targets)),
+        (ct.entropy, (p,)),
+        (ct.kl_divergence, (p, q)),
+    ]
+    return [
+        pytest.param(f, args, id=f"{f.__name__}-{i}")
+        for i, (f, args) in enumerate(calls)
+    ]
+
+
+@pytest.mark.parametrize(("f", "args"), _calls())
+@pytest.mark.parametrize("dtype", [None, np.float32])
+def test_inputs_are_not_modified(f, args, dtype):
+    def cast(a):
+        if dtype is not None and isinstance(a, np.ndarray) and a.dtype.kind == "f":
+            return a.astype(dtype)
+        return a
+
+    args = tuple(cast(a) for a in args)
+    before = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+    f(*args)
+    for a, b in zip(args, before, strict=True):
+        if isinstance(a, np.ndarray):
+            np.testing.assert_array_equal(a, b, strict=True)
+    # Read-only inputs work too: any write to them would raise.
+    frozen = []
+    for a in args:
+        if isinstance(a, np.ndarray):
+            a = a.copy()
+            a.flags.writeable = False
+        frozen.append(a)
+    f(*frozen)
+
+
+@pytest.mark.parametrize(("f", "args"), _calls())
+def test_python_lists_are_accepted(f, args):
+    as_lists = tuple(a.tolist() if isinstance(a, np.ndarray) else a for a in args)
+    expected = f(*args)
+    got = f(*as_lists)
+    np.testing.assert_array_equal(got, expected, strict=True)
