@@ -8,8 +8,10 @@ STAMP := $(VENV)/.requirements-installed
 
 .PHONY: book test lint lab clean
 
+# --all: rebuild every page. An incremental build can leave references.html
+# stale after a chapter gains a citation, with links into it that go nowhere.
 book: $(STAMP)
-	$(BIN)/jupyter-book build . -n -W --keep-going
+	$(BIN)/jupyter-book build . -n -W --keep-going --all
 
 test: $(STAMP)
 	$(BIN)/ruff check .
