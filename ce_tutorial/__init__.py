@@ -9,7 +9,9 @@ the offending value.
 - losses on probabilities: :func:`likelihood`, :func:`negative_log_likelihood`,
   :func:`cross_entropy`;
 - losses on logits: :func:`cross_entropy_from_logits`, :func:`cross_entropy_grad`;
-- helpers: :func:`one_hot`, :func:`entropy`, :func:`kl_divergence`.
+- helpers: :func:`one_hot`, :func:`entropy`, :func:`kl_divergence`;
+- large inputs are streamed in blocks of rows, on :func:`get_num_threads`
+  threads (see :func:`set_num_threads`).
 """
 
 from ._information import entropy, kl_divergence
@@ -22,6 +24,7 @@ from ._losses import (
     one_hot,
 )
 from ._softmax import log_softmax, logsumexp, softmax
+from ._streaming import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
 
@@ -30,11 +33,13 @@ __all__ = [
     "cross_entropy_from_logits",
     "cross_entropy_grad",
     "entropy",
+    "get_num_threads",
     "kl_divergence",
     "likelihood",
     "log_softmax",
     "logsumexp",
     "negative_log_likelihood",
     "one_hot",
+    "set_num_threads",
     "softmax",
 ]

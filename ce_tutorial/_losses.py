@@ -17,13 +17,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from ._softmax import (
-    block_rows,
-    prepare_logits,
-    row_blocks,
-    shifted_exp_sum,
-    softmax,
-)
+from ._softmax import prepare_logits, shifted_exp_sum, softmax
+from ._streaming import stream_rows
 from ._validation import (
     as_array,
     as_labels,
@@ -388,10 +383,11 @@ def cross_entropy_from_logits(
     n, c = z.shape
     targets = _prepare_targets(y, (n, c))
     losses = np.empty(n, dtype=dtype)
-    work = np.empty((block_rows(n, c, dtype.itemsize), c), dtype=dtype)
-    for a, b in row_blocks(n, c, dtype.itemsize):
-        block, w = z[a:b], work[: b - a]
-        m, s = shifted_exp_sum(block, dtype, lambda i, a=a: f"logits[{a + i}]", w)
+
+    def kernel(a: int, b: int, w: np.ndarray) -> None:
+        """The losses of rows a:b, with ``w`` as scratch space."""
+        block = z[a:b]
+        m, s = shifted_exp_sum(block, dtype, lambda i: f"logits[{a + i}]", w)
         log_s = np.log(s)
         with np.errstate(over="ignore"):  # m - z may exceed the dtype's max
             if targets.ndim == 1:
@@ -404,6 +400,8 @@ def cross_entropy_from_logits(
                 w[q == 0] = 0.0  # a masked class with no target mass adds 0
                 w *= q
                 losses[a:b] = w.sum(axis=1)
+
+    stream_rows(n, c, dtype, kernel)
     return reduce(losses, reduction)
 
 

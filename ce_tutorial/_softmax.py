@@ -7,33 +7,30 @@ extra memory they need stays a small fraction of the input's size.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
 
+from ._streaming import stream_rows
 from ._validation import as_array, check_axis, check_row_maxima, compute_dtype
 
 __all__ = ["log_softmax", "logsumexp", "softmax"]
 
-# A block of rows is sized so that its working buffer stays within the L2
-# cache of a typical core, and is never more than an eighth of the input, which
-# keeps the extra memory of the streaming loss under a quarter of the logits.
-BLOCK_BYTES = 1 << 19
-MAX_BLOCK_FRACTION = 8
+# Up to this many classes, row maxima are taken one column at a time: NumPy's
+# ``max(axis=1)`` over rows this short spends most of its time on loop
+# overhead, while ``np.maximum`` over whole columns runs at full speed.
+NARROW_CLASSES = 16
 
 
-def row_blocks(n_rows: int, n_cols: int, itemsize: int) -> Iterator[tuple[int, int]]:
-    """Yield ``(start, stop)`` for consecutive blocks of rows."""
-    rows = max(1, BLOCK_BYTES // max(1, n_cols * itemsize))
-    rows = min(rows, max(1, -(-n_rows // MAX_BLOCK_FRACTION)))
-    for start in range(0, n_rows, rows):
-        yield start, min(start + rows, n_rows)
-
-
-def block_rows(n_rows: int, n_cols: int, itemsize: int) -> int:
-    """The number of rows in the largest block ``row_blocks`` yields."""
-    return max((b - a for a, b in row_blocks(n_rows, n_cols, itemsize)), default=0)
+def row_maxima(block: np.ndarray) -> np.ndarray:
+    """``block.max(axis=1)``, NaN included, computed fast for narrow rows."""
+    if block.shape[1] > NARROW_CLASSES:
+        return block.max(axis=1)
+    m = block[:, 0].copy()
+    for j in range(1, block.shape[1]):
+        np.maximum(m, block[:, j], out=m)  # propagates NaN, as max does
+    return m
 
 
 def shifted_exp_sum(
@@ -47,8 +44,14 @@ def shifted_exp_sum(
     ``work`` (same shape as ``block``, of ``dtype``) receives
     ``exp(block - m)``. The maxima also validate the block: NaN, ``+inf`` and
     rows that are entirely ``-inf`` raise ``ValueError``.
+
+    Four passes over a block that sits in the cache: the maxima, the
+    subtraction into ``work``, ``exp`` in place, and the row sums. The shift
+    matters for accuracy as well as for overflow: the largest term of each row
+    is exactly 1, so ``s`` carries no rounding error from it, and ``log(s)``
+    is accurate even when it is tiny.
     """
-    m = block.max(axis=1).astype(dtype, copy=False)
+    m = row_maxima(block).astype(dtype, copy=False)
     check_row_maxima(m, locate)
     # ``block - m`` overflows to -inf only when the true difference is below
     # -max(dtype); exp of it is 0, which is the correctly rounded answer.
@@ -164,12 +167,13 @@ def logsumexp(logits: npt.ArrayLike, axis: int = -1) -> np.ndarray:
     rows, lead = _as_rows(z, ax)
     n, c = rows.shape
     out = np.empty(n, dtype=dtype)
-    work = np.empty((block_rows(n, c, dtype.itemsize), c), dtype=dtype)
-    for a, b in row_blocks(n, c, dtype.itemsize):
-        m, s = shifted_exp_sum(
-            rows[a:b], dtype, _locator("logits", lead, ax, a), work[: b - a]
-        )
+
+    def kernel(a: int, b: int, work: np.ndarray) -> None:
+        locate = _locator("logits", lead, ax, a)
+        m, s = shifted_exp_sum(rows[a:b], dtype, locate, work)
         out[a:b] = m + np.log(s)
+
+    stream_rows(n, c, dtype, kernel)
     return _from_rows(out, lead, ax, keep_class_axis=False)
 
 
@@ -217,11 +221,14 @@ def softmax(logits: npt.ArrayLike, axis: int = -1) -> np.ndarray:
     rows, lead = _as_rows(z, ax)
     n, c = rows.shape
     out = np.empty((n, c), dtype=dtype)
-    for a, b in row_blocks(n, c, dtype.itemsize):
-        _, s = shifted_exp_sum(
-            rows[a:b], dtype, _locator("logits", lead, ax, a), out[a:b]
-        )
+
+    def kernel(a: int, b: int, work: None) -> None:
+        # The output itself is the workspace: exp(z - m), then divided by s.
+        locate = _locator("logits", lead, ax, a)
+        _, s = shifted_exp_sum(rows[a:b], dtype, locate, out[a:b])
         out[a:b] /= s[:, None]
+
+    stream_rows(n, c, dtype, kernel, scratch=False)
     return _from_rows(out, lead, ax, keep_class_axis=True)
 
 
@@ -272,12 +279,15 @@ def log_softmax(logits: npt.ArrayLike, axis: int = -1) -> np.ndarray:
     rows, lead = _as_rows(z, ax)
     n, c = rows.shape
     out = np.empty((n, c), dtype=dtype)
-    work = np.empty((block_rows(n, c, dtype.itemsize), c), dtype=dtype)
-    for a, b in row_blocks(n, c, dtype.itemsize):
-        m, s = shifted_exp_sum(
-            rows[a:b], dtype, _locator("logits", lead, ax, a), work[: b - a]
-        )
+
+    def kernel(a: int, b: int, work: np.ndarray) -> None:
+        locate = _locator("logits", lead, ax, a)
+        m, s = shifted_exp_sum(rows[a:b], dtype, locate, work)
+        # (z - m) - log(s), in this order: z - m is exact near the maximum,
+        # whereas z - (m + log(s)) would round m + log(s) first.
         with np.errstate(over="ignore"):
             np.subtract(rows[a:b], m[:, None], out=out[a:b])
         out[a:b] -= np.log(s)[:, None]
+
+    stream_rows(n, c, dtype, kernel)
     return _from_rows(out, lead, ax, keep_class_axis=True)

@@ -1,0 +1,80 @@
+"""A smoke run of the benchmark harness in benchmarks/, on tiny shapes.
+
+The harness itself is a script (``python benchmarks/bench_cross_entropy.py``);
+here it runs once on inputs small enough for CI, to check that every
+contender shows up in the table and agrees with ce_tutorial. No timing is
+asserted: timings on a shared machine are not a test.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+
+import numpy as np
+import pytest
+
+import ce_tutorial
+
+HARNESS = pathlib.Path(__file__).parent.parent / "benchmarks" / "bench_cross_entropy.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_cross_entropy", HARNESS)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(autouse=True)
+def restore_threads():
+    previous = ce_tutorial.get_num_threads()
+    yield
+    ce_tutorial.set_num_threads(previous)
+
+
+@pytest.mark.parametrize(
+    ("shape", "rtol"),
+    [((3000, 12, "float64"), 1e-12), ((400, 600, "float32"), 1e-5)],
+    ids=["float64", "float32"],
+)
+@pytest.mark.parametrize("threads", ["1", "default"])
+def test_tiny_run_has_every_row_and_agrees(bench, shape, rtol, threads):
+    rows = bench.run_shape(*shape, repeats=1, threads=threads, pause=0.0)
+    names = [row["name"] for row in rows]
+    assert names == list(bench.contenders())
+    assert {"ce_tutorial", "naive", "scipy", "sklearn"} <= set(names)
+
+    ours = rows[0]["loss"]
+    for row in rows:
+        assert row["loss"] == pytest.approx(ours, rel=rtol), row["name"]
+        assert row["seconds"] > 0
+    assert rows[0]["ce_speedup"] == 1.0
+
+    # The streaming loss needs far less than the full-matrix forms, and at
+    # most a quarter of the logits, even for these small inputs, where the
+    # losses and the per-block vectors weigh most.
+    traced = {row["name"]: row["traced_bytes"] for row in rows}
+    assert traced["ce_tutorial"] <= 0.25 * rows[0]["logits_bytes"]
+    assert traced["ce_tutorial"] < traced["naive"]
+    assert traced["ce_tutorial"] < traced["scipy"]
+
+    table = bench.format_table(rows)
+    for name in names:
+        assert name in table
+    assert f"{shape[0]:,} x {shape[1]:,} {shape[2]}" in table
+
+
+def test_make_data_is_seeded_and_labels_in_range(bench):
+    z1, y1 = bench.make_data(50, 9, "float32", seed=3)
+    z2, y2 = bench.make_data(50, 9, "float32", seed=3)
+    assert z1.dtype == np.float32
+    assert np.array_equal(z1, z2)
+    assert np.array_equal(y1, y2)
+    assert y1.min() >= 0
+    assert y1.max() < 9
+
+
+def test_parse_shape(bench):
+    assert bench.parse_shape("2048x50257xfloat32") == (2048, 50257, "float32")
