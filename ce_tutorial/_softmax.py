@@ -48,8 +48,10 @@ def shifted_exp_sum(
     Four passes over a block that sits in the cache: the maxima, the
     subtraction into ``work``, ``exp`` in place, and the row sums. The shift
     matters for accuracy as well as for overflow: the largest term of each row
-    is exactly 1, so ``s`` carries no rounding error from it, and ``log(s)``
-    is accurate even when it is tiny.
+    is exactly 1, so ``1 <= s <= n_cols`` and ``log(s)`` is accurate to about
+    one unit in the last place of 1. (When ``s`` is within a few ulps of 1,
+    that is an absolute, not a relative, accuracy: summing the other terms
+    apart and taking ``log1p`` would make it relative too.)
     """
     m = row_maxima(block).astype(dtype, copy=False)
     check_row_maxima(m, locate)
