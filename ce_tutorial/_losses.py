@@ -25,6 +25,7 @@ from ._validation import (
     check_distributions,
     check_labels,
     check_matrix,
+    check_mean_batch,
     check_num_classes,
     check_probabilities,
     check_reduction,
@@ -454,11 +455,7 @@ def cross_entropy_grad(
     check_matrix(z, "logits")
     n, c = z.shape
     targets = _prepare_targets(y, (n, c))
-    if reduction == "mean" and n == 0:
-        raise ValueError(
-            "reduction='mean' is undefined for an empty batch (0 samples); "
-            "use reduction='sum' or 'none'"
-        )
+    check_mean_batch(reduction, n)
     grad = softmax(z, axis=-1)
     rows = np.arange(n)
     if targets.ndim == 1:

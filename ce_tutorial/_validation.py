@@ -75,12 +75,17 @@ def reduce(losses: np.ndarray, reduction: str) -> np.ndarray | np.floating:
         return losses
     if reduction == "sum":
         return losses.sum()
-    if losses.shape[0] == 0:
+    check_mean_batch(reduction, losses.shape[0])
+    return losses.mean()
+
+
+def check_mean_batch(reduction: str, n_samples: int) -> None:
+    """``reduction="mean"`` needs at least one sample to average over."""
+    if reduction == "mean" and n_samples == 0:
         raise ValueError(
             "reduction='mean' is undefined for an empty batch (0 samples); "
             "use reduction='sum' or 'none'"
         )
-    return losses.mean()
 
 
 def check_axis(axis: object, ndim: int, name: str) -> int:
@@ -155,41 +160,33 @@ def check_labels(y: np.ndarray, n_samples: int, n_classes: int, name: str = "y")
         )
 
 
+def _raise_at_first(
+    bad: np.ndarray, x: np.ndarray, name: str, offset: int, why: str
+) -> None:
+    """Raise ``ValueError("name[i, j] = value why")`` at the first True of ``bad``."""
+    if bad.any():
+        idx = np.unravel_index(int(np.argmax(bad)), x.shape)
+        raise ValueError(f"{name}{format_index(_shift(idx, offset))} = {x[idx]} {why}")
+
+
 def check_probabilities(p: np.ndarray, name: str, tol: float, offset: int = 0) -> None:
     """Rows of ``p`` along the last axis must be distributions.
 
     Every entry finite and within [0, 1], and every row summing to 1 within
     ``tol``. ``p`` must already be a floating array.
     """
-    finite = np.isfinite(p)
-    if not finite.all():
-        idx = np.unravel_index(int(np.argmin(finite)), p.shape)
-        where = format_index(_shift(idx, offset))
-        raise ValueError(f"{name}{where} = {p[idx]} is not finite")
-    for bad, what in ((p < 0, "negative"), (p > 1, "greater than 1")):
-        if bad.any():
-            idx = np.unravel_index(int(np.argmax(bad)), p.shape)
-            where = format_index(_shift(idx, offset))
-            raise ValueError(
-                f"{name}{where} = {p[idx]} is {what}; probabilities must lie in [0, 1]"
-            )
+    _raise_at_first(~np.isfinite(p), p, name, offset, "is not finite")
+    rule = "probabilities must lie in [0, 1]"
+    _raise_at_first(p < 0, p, name, offset, f"is negative; {rule}")
+    _raise_at_first(p > 1, p, name, offset, f"is greater than 1; {rule}")
     check_row_sums(p, name, tol, offset)
 
 
 def check_distributions(q: np.ndarray, name: str, tol: float, offset: int = 0) -> None:
     """Rows of ``q`` must be finite, non-negative and sum to 1 within ``tol``."""
-    finite = np.isfinite(q)
-    if not finite.all():
-        idx = np.unravel_index(int(np.argmin(finite)), q.shape)
-        where = format_index(_shift(idx, offset))
-        raise ValueError(f"{name}{where} = {q[idx]} is not finite")
-    negative = q < 0
-    if negative.any():
-        idx = np.unravel_index(int(np.argmax(negative)), q.shape)
-        raise ValueError(
-            f"{name}{format_index(_shift(idx, offset))} = {q[idx]} is negative; "
-            f"target distributions must be non-negative"
-        )
+    _raise_at_first(~np.isfinite(q), q, name, offset, "is not finite")
+    rule = "target distributions must be non-negative"
+    _raise_at_first(q < 0, q, name, offset, f"is negative; {rule}")
     check_row_sums(q, name, tol, offset)
 
 

@@ -319,6 +319,14 @@ def test_float16_probabilities_compute_in_float32():
 # --- streaming over blocks of rows ------------------------------------------------
 
 
+# The two functions that stream over logits and validate them block by block.
+each_logit_function = pytest.mark.parametrize(
+    "f",
+    [ct.cross_entropy_from_logits, ct.cross_entropy_grad],
+    ids=lambda f: f.__name__,
+)
+
+
 @pytest.fixture(scope="module")
 def big():
     rng = np.random.default_rng(5)
@@ -346,11 +354,7 @@ def test_many_rows_match_a_direct_computation(big):
     )
 
 
-@pytest.mark.parametrize(
-    "f",
-    [ct.cross_entropy_from_logits, ct.cross_entropy_grad],
-    ids=lambda f: f.__name__,
-)
+@each_logit_function
 @pytest.mark.parametrize(
     ("value", "pattern"),
     [
@@ -367,11 +371,7 @@ def test_a_bad_logit_in_a_late_block_names_the_global_row(big, f, value, pattern
             f(z, target)
 
 
-@pytest.mark.parametrize(
-    "f",
-    [ct.cross_entropy_from_logits, ct.cross_entropy_grad],
-    ids=lambda f: f.__name__,
-)
+@each_logit_function
 def test_a_masked_row_in_a_late_block_names_the_global_row(big, f):
     z, y, _ = big
     z = z.copy()
@@ -380,11 +380,7 @@ def test_a_masked_row_in_a_late_block_names_the_global_row(big, f):
         f(z, y)
 
 
-@pytest.mark.parametrize(
-    "f",
-    [ct.cross_entropy_from_logits, ct.cross_entropy_grad],
-    ids=lambda f: f.__name__,
-)
+@each_logit_function
 def test_a_bad_target_in_a_late_block_names_the_global_row(big, f):
     z, _, q = big
     bad = q.copy()
