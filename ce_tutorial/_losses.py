@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from ._softmax import prepare_logits, shifted_exp_sum, softmax
+from ._softmax import prepare_logits, row_sums, shifted_log_sum, softmax
 from ._streaming import stream_rows
 from ._validation import (
     as_array,
@@ -354,11 +354,25 @@ def cross_entropy_from_logits(
     Notes
     -----
     The loss is computed one block of rows at a time, so the extra memory is a
-    small buffer, never a full ``log_softmax`` of the logits. Subtracting the
-    row maximum first keeps every exponential in (0, 1], and taking
-    :math:`m_i - z_{i, y_i}` before adding the log-sum avoids the
-    cancellation in :math:`\operatorname{logsumexp}(z_i) - z_{i, y_i}` when
-    both are large.
+    small buffer, never a full ``log_softmax`` of the logits.
+
+    For integer labels, each row is shifted by its own true-class logit rather
+    than by its maximum:
+
+    .. math:: \ell_i = \log\Bigl(1 + e^{-z_{i y_i}} \sum_{j \ne y_i} e^{z_{ij}}\Bigr),
+
+    computed with ``log1p``. That takes one ``exp`` and one sum over each block,
+    with no pass to find the maximum and none to subtract it, and it keeps the
+    tiny loss of a confident, correct prediction accurate relative to its own
+    size. Rows where this shortcut would overflow or lose precision (a logit
+    above about 88 in float32 or 709 in float64, other classes' exponentials
+    so small that underflow may have lost some, a true-class logit beyond
+    about :math:`\pm 708`), and rows with NaN, ``+inf`` or a masked true
+    class, are recomputed with the row maximum :math:`m_i` as the shift, as
+    :math:`(m_i - z_{i y_i}) + \operatorname{logsumexp}(z_i - m_i)`: two
+    non-negative terms, so nothing cancels. That route also validates them.
+
+    For target distributions, every row takes the max-shifted route.
 
     See Also
     --------
@@ -383,27 +397,106 @@ def cross_entropy_from_logits(
     check_matrix(z, "logits")
     n, c = z.shape
     targets = _prepare_targets(y, (n, c))
+    if targets.ndim == 1:
+        return reduce(_label_losses(z, targets, dtype), reduction)
     losses = np.empty(n, dtype=dtype)
 
     def kernel(a: int, b: int, w: np.ndarray) -> None:
-        """The losses of rows a:b, with ``w`` as scratch space."""
+        """The losses of rows a:b against target distributions."""
         block = z[a:b]
-        m, s = shifted_exp_sum(block, dtype, lambda i: f"logits[{a + i}]", w)
-        log_s = np.log(s)
+        m, log_s = shifted_log_sum(block, dtype, lambda i: f"logits[{a + i}]", w)
+        q = _check_target_block(targets[a:b], dtype, a)
         with np.errstate(over="ignore"):  # m - z may exceed the dtype's max
-            if targets.ndim == 1:
-                picked = block[np.arange(b - a), targets[a:b]].astype(dtype)
-                losses[a:b] = (m - picked) + log_s
-            else:
-                q = _check_target_block(targets[a:b], dtype, a)
-                np.subtract(m[:, None], block, out=w)  # +inf where masked
-                w += log_s[:, None]
-                w[q == 0] = 0.0  # a masked class with no target mass adds 0
-                w *= q
-                losses[a:b] = w.sum(axis=1)
+            np.subtract(m[:, None], block, out=w)  # +inf where masked
+        w += log_s[:, None]
+        w[q == 0] = 0.0  # a masked class with no target mass adds 0
+        w *= q
+        losses[a:b] = w.sum(axis=1)
 
     stream_rows(n, c, dtype, kernel)
     return reduce(losses, reduction)
+
+
+def _label_losses(z: np.ndarray, labels: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    r"""The losses of valid integer ``labels``, in one streaming pass.
+
+    With :math:`x_i = e^{-z_{i y_i}} \sum_{j \ne y_i} e^{z_{ij}}`, the loss
+    is :math:`\ell_i = \log(1 + x_i)`: shifting row ``i`` by its own
+    true-class logit instead of its maximum needs no pass to find the
+    maximum and no pass to subtract it, and ``log1p`` keeps the small losses
+    of confident, correct predictions accurate to a few ulps *relative* to
+    their size.
+
+    Each block takes two passes over its logits, ``exp`` and the row sums; the
+    rest is arithmetic on one number per row, done in at least float64 so
+    that ``exp(-z_iy)`` adds no rounding error worth counting to a float32
+    loss. A row takes the max-shifted route of :func:`_shifted_label_losses`
+    instead, which also validates it, when any of its numbers leaves the
+    range where this shortcut is exact to rounding: an exponential that
+    overflows or is lost to underflow, NaN, ``+inf``, or a masked true class.
+    Every invalid row is among those, so invalid logits still raise, naming
+    the first bad row.
+    """
+    n, c = z.shape
+    info = np.finfo(dtype)
+    wide = np.promote_types(dtype, np.float64)
+    wide_max = np.finfo(wide).max
+    # |z_iy| below this keeps exp(-z_iy) a finite, normal number in ``wide``.
+    true_limit = -np.log(np.finfo(wide).tiny) - 1
+    # Terms that underflow are each below ``tiny``; above this sum, all C of
+    # them together are worth less than a quarter of an ulp of the sum.
+    sum_floor = 4 * c * info.tiny / info.eps
+    losses = np.empty(n, dtype=dtype)
+
+    def kernel(a: int, b: int, w: np.ndarray) -> None:
+        block, picked, rest = z[a:b], labels[a:b], losses[a:b]
+        rows = np.arange(b - a)
+        # Overflow and NaN are not errors here: the checks below find them.
+        with np.errstate(all="ignore"):
+            np.exp(block, out=w, dtype=dtype)
+            true = block[rows, picked].astype(wide)  # the block is in cache now
+            w[rows, picked] = 0.0
+            row_sums(w, out=rest)
+            x = np.exp(-true)
+            x *= rest  # inf if the sum overflowed, NaN if it holds NaN
+            # Four reductions settle the usual case, where every row is exact.
+            # NaN fails every comparison, so it always gets the full check.
+            if not (
+                -true_limit <= true.min()
+                and true.max() <= true_limit
+                and rest.min() >= sum_floor
+                and x.max() <= wide_max
+            ):
+                exact = (np.abs(true) <= true_limit) & (rest >= sum_floor)
+                exact &= x <= wide_max
+                bad = np.flatnonzero(~exact)
+            else:
+                bad = None
+            np.log1p(x, out=x)
+        rest[:] = x
+        if bad is not None and bad.size:
+            rest[bad] = _shifted_label_losses(
+                block[bad], picked[bad], dtype, lambda i: f"logits[{a + bad[i]}]"
+            )
+
+    stream_rows(n, c, dtype, kernel)
+    return losses
+
+
+def _shifted_label_losses(
+    block: np.ndarray, labels: np.ndarray, dtype: np.dtype, locate
+) -> np.ndarray:
+    """The losses of a few rows, shifted by their maxima; validates the rows.
+
+    The loss is ``(m - z[y]) + (logsumexp(z) - m)``: two terms that are never
+    negative, so nothing cancels, and the second is accurate relative to its
+    size (see :func:`shifted_log_sum`), as the whole loss is when the true
+    class has the maximum and the first term is 0.
+    """
+    m, log_s = shifted_log_sum(block, dtype, locate, np.empty(block.shape, dtype))
+    true = block[np.arange(block.shape[0]), labels].astype(dtype, copy=False)
+    with np.errstate(over="ignore"):  # a gap beyond the dtype's range is inf
+        return (m - true) + log_s
 
 
 def cross_entropy_grad(

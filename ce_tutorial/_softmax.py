@@ -33,6 +33,19 @@ def row_maxima(block: np.ndarray) -> np.ndarray:
     return m
 
 
+def row_sums(block: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``block.sum(axis=1)``, computed fast for narrow rows.
+
+    Rows of more than ``NARROW_CLASSES`` entries use NumPy's pairwise
+    summation. Shorter rows, where ``sum(axis=1)`` spends most of its time on
+    per-row overhead, go through ``einsum``'s vectorised loop, which adds them
+    in a different order but just as accurately at this length.
+    """
+    if block.shape[1] > NARROW_CLASSES:
+        return np.add.reduce(block, axis=1, out=out)  # np.sum, minus a wrapper
+    return np.einsum("ij->i", block, out=out)
+
+
 def shifted_exp_sum(
     block: np.ndarray,
     dtype: np.dtype,
@@ -61,6 +74,39 @@ def shifted_exp_sum(
         np.subtract(block, m[:, None], out=work)
     np.exp(work, out=work)
     return m, work.sum(axis=1)
+
+
+def shifted_log_sum(
+    block: np.ndarray,
+    dtype: np.dtype,
+    locate: Callable[[int], str],
+    work: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return the row maxima ``m`` and ``logsumexp(block) - m``, accurately.
+
+    ``logsumexp(z) - m = log(1 + r)``, where ``r`` sums ``exp(z_j - m)`` over
+    every entry but the (first) maximum. Computing ``log1p(r)`` from ``r``,
+    rather than ``log`` of a sum that already holds the maximum's 1, keeps the
+    result accurate relative to its own size when it is tiny, as it is for a
+    confident prediction [1]_. ``work`` (same shape as ``block``, of ``dtype``)
+    is scratch space. The maxima validate the block, as in
+    :func:`shifted_exp_sum`.
+
+    References
+    ----------
+    .. [1] P. Blanchard, D. J. Higham and N. J. Higham, "Accurately computing
+       the log-sum-exp and softmax functions", IMA Journal of Numerical
+       Analysis 41(4), 2021.
+    """
+    rows = np.arange(block.shape[0])
+    top = np.argmax(block, axis=1)  # a row's first NaN, if it has one
+    m = block[rows, top].astype(dtype, copy=False)
+    check_row_maxima(m, locate)
+    with np.errstate(over="ignore"):  # as in shifted_exp_sum
+        np.subtract(block, m[:, None], out=work)
+    np.exp(work, out=work)
+    work[rows, top] = 0.0
+    return m, np.log1p(row_sums(work))
 
 
 def prepare_logits(

@@ -37,11 +37,12 @@ import numpy as np
 
 __all__ = ["get_num_threads", "set_num_threads"]
 
-# A block's scratch buffer is at most BLOCK_BYTES, so that the block read from
-# the input and the buffer computed from it fit together in a 1 MiB L2 cache.
-# Blocks much smaller than this pay more Python overhead per element (a row of
-# 50,257 float32 logits is already 196 KiB); much larger ones spill to L3.
-BLOCK_BYTES = 1 << 19
+# A block's scratch buffer is at most BLOCK_BYTES (and at least one row). It is
+# written and read back straight away, so it should stay in a cache, but every
+# block also costs a few microseconds of Python. On the benchmark machine (512
+# KiB of L2 per core, 8 MiB of shared L3), 1 MiB measured fastest: 256 and 512
+# KiB cost 2-10% more, most with two threads, and 2 MiB was no better.
+BLOCK_BYTES = 1 << 20
 # All the threads' buffers together hold at most 1/MAX_BLOCK_FRACTION of the
 # rows. For small inputs that bound decides the block size, and keeps the extra
 # memory of the streaming loss (the buffers, the N losses and a few vectors of

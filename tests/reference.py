@@ -44,6 +44,26 @@ def cross_entropy_rows(
         return losses, lse
 
 
+def label_losses_rows(z: np.ndarray, y: np.ndarray) -> list[mpmath.mpf]:
+    """The losses ``log(1 + sum_{j != y[i]} exp(z[i, j] - z[i, y[i]]))``.
+
+    The same values as :func:`cross_entropy_rows`, computed in a form whose
+    precision is relative to the loss itself, so that it stays a reference for
+    losses far below the 50 digits' resolution of ``logsumexp(z)``.
+    """
+    with mpmath.workdps(DIGITS):
+        out = []
+        for row, label in zip(z, y, strict=True):
+            true = mpmath.mpf(float(row[label]))
+            others = (
+                mpmath.exp(mpmath.mpf(float(x)) - true)
+                for j, x in enumerate(row)
+                if j != label and np.isfinite(x)
+            )
+            out.append(mpmath.log1p(mpmath.fsum(others)))
+        return out
+
+
 def ulp_error_bound(
     ours: float, ref: mpmath.mpf, lse_ref: mpmath.mpf, dtype, k: int = 4
 ) -> tuple[float, float]:

@@ -78,3 +78,24 @@ def test_make_data_is_seeded_and_labels_in_range(bench):
 
 def test_parse_shape(bench):
     assert bench.parse_shape("2048x50257xfloat32") == (2048, 50257, "float32")
+
+
+ACCURACY = HARNESS.parent / "accuracy_cross_entropy.py"
+
+
+def test_tiny_accuracy_run_prints_every_case_and_ce_tutorial_is_within_bounds(capsys):
+    spec = importlib.util.spec_from_file_location("accuracy_cross_entropy", ACCURACY)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--rows", "60"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    cases = [line.split() for line in lines if line.startswith("float")]
+    n_cases = len(module.DTYPES) * len(module.CLASSES) * len(module.SCALES)
+    assert len(cases) == n_cases
+    # columns: dtype classes scale | abs rel | abs rel
+    plain_longdouble = np.finfo(np.longdouble).eps >= np.finfo(np.float64).eps
+    for case in cases:
+        if case[0] == "float64" and plain_longdouble:
+            continue  # no reference more precise than float64 on this platform
+        ours_abs = float(case[4])
+        assert 0 <= ours_abs <= 4, case  # the bound the package's tests use

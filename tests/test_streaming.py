@@ -49,7 +49,16 @@ def _streamed_calls(z, y, q):
         "grad_labels": lambda: ct.cross_entropy_grad(z, y),
         "grad_targets": lambda: ct.cross_entropy_grad(z, q),
         "ce_float32": lambda: ct.cross_entropy_from_logits(z.astype(np.float32), y),
+        # every 7th row scaled far beyond the fast route's range: both routes
+        "ce_both_routes": lambda: ct.cross_entropy_from_logits(z * _every_7th(200), y),
+        "ce_both_routes_float32": lambda: ct.cross_entropy_from_logits(
+            (z * _every_7th(30)).astype(np.float32), y
+        ),
     }
+
+
+def _every_7th(factor):
+    return np.where(np.arange(N_ROWS) % 7 == 0, float(factor), 1.0)[:, None]
 
 
 CALLS = list(_streamed_calls(None, None, None))
