@@ -459,22 +459,12 @@ def _label_losses(z: np.ndarray, labels: np.ndarray, dtype: np.dtype) -> np.ndar
             row_sums(w, out=rest)
             x = np.exp(-true)
             x *= rest  # inf if the sum overflowed, NaN if it holds NaN
-            # Four reductions settle the usual case, where every row is exact.
-            # NaN fails every comparison, so it always gets the full check.
-            if not (
-                -true_limit <= true.min()
-                and true.max() <= true_limit
-                and rest.min() >= sum_floor
-                and x.max() <= wide_max
-            ):
-                exact = (np.abs(true) <= true_limit) & (rest >= sum_floor)
-                exact &= x <= wide_max
-                bad = np.flatnonzero(~exact)
-            else:
-                bad = None
-            np.log1p(x, out=x)
-        rest[:] = x
-        if bad is not None and bad.size:
+            # NaN fails every comparison, so a row holding one is never exact.
+            exact = (np.abs(true) <= true_limit) & (rest >= sum_floor)
+            exact &= x <= wide_max
+            np.log1p(x, out=rest)
+        if not exact.all():
+            bad = np.flatnonzero(~exact)
             rest[bad] = _shifted_label_losses(
                 block[bad], picked[bad], dtype, lambda i: f"logits[{a + bad[i]}]"
             )

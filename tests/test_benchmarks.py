@@ -19,12 +19,17 @@ import ce_tutorial
 HARNESS = pathlib.Path(__file__).parent.parent / "benchmarks" / "bench_cross_entropy.py"
 
 
-@pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_cross_entropy", HARNESS)
+def _load_script(path: pathlib.Path):
+    """Import a script in benchmarks/ as a module (the folder is no package)."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return _load_script(HARNESS)
 
 
 @pytest.fixture(autouse=True)
@@ -84,9 +89,7 @@ ACCURACY = HARNESS.parent / "accuracy_cross_entropy.py"
 
 
 def test_tiny_accuracy_run_prints_every_case_and_ce_tutorial_is_within_bounds(capsys):
-    spec = importlib.util.spec_from_file_location("accuracy_cross_entropy", ACCURACY)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _load_script(ACCURACY)
     assert module.main(["--rows", "60"]) == 0
     lines = capsys.readouterr().out.splitlines()
     cases = [line.split() for line in lines if line.startswith("float")]
