@@ -112,3 +112,44 @@ def test_probability_loss_matches_pytorch_away_from_the_clamp():
         theirs = F.binary_cross_entropy(t(y_hat), t(y), reduction=reduction)
         ours = ct.binary_cross_entropy(y_hat, y, reduction)
         np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-12)
+
+
+# --- the numbers and statements of book/binary.ipynb, "The libraries" ---------
+
+Z_BOOK = [[2.0, -1.0, 0.5], [-0.5, 3.0, -2.0]]
+Y_BOOK = [[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]]
+POS_WEIGHT_BOOK = [1.0, 2.0, 5.0]
+
+
+def test_the_chapters_multilabel_numbers():
+    z, y, w = t(Z_BOOK), t(Y_BOOK), t(POS_WEIGHT_BOOK)
+    mean = F.binary_cross_entropy_with_logits(z, y)
+    mean_weighted = F.binary_cross_entropy_with_logits(z, y, pos_weight=w)
+    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=w, reduction="sum")
+    quoted = [0.5940, 2.3361, 14.0165]
+    theirs = [mean.item(), mean_weighted.item(), loss_fn(z, y).item()]
+    assert [round(v, 4) for v in theirs] == quoted
+    ours = [
+        ct.binary_cross_entropy_from_logits(Z_BOOK, Y_BOOK, reduction="mean"),
+        ct.binary_cross_entropy_from_logits(Z_BOOK, Y_BOOK, POS_WEIGHT_BOOK, "mean"),
+        ct.binary_cross_entropy_from_logits(Z_BOOK, Y_BOOK, POS_WEIGHT_BOOK, "sum"),
+    ]
+    np.testing.assert_allclose(ours, theirs, rtol=1e-14)
+
+
+def test_integer_targets_are_rejected_by_pytorch():
+    with pytest.raises(RuntimeError, match=r"can't be cast"):
+        F.binary_cross_entropy_with_logits(t(Z_BOOK), t(Y_BOOK).long())
+
+
+def test_pytorch_gives_nan_at_infinite_logits_except_one_wrong_case():
+    # The chapter: nan for z = inf with y = 1 and for z = -inf whatever y;
+    # inf for z = inf with y < 1.
+    inf = float("inf")
+    z = t([inf, -inf, -inf, -inf, inf, inf])
+    y = t([1.0, 0.0, 1.0, 0.3, 0.0, 0.3])
+    theirs = F.binary_cross_entropy_with_logits(z, y, reduction="none").numpy()
+    assert np.isnan(theirs[:4]).all()
+    np.testing.assert_array_equal(theirs[4:], [np.inf, np.inf])
+    ours = ct.binary_cross_entropy_from_logits(z.numpy(), y.numpy())
+    np.testing.assert_array_equal(ours, [0.0, 0.0, np.inf, np.inf, np.inf, np.inf])
