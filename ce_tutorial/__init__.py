@@ -9,11 +9,21 @@ the offending value.
 - losses on probabilities: :func:`likelihood`, :func:`negative_log_likelihood`,
   :func:`cross_entropy`;
 - losses on logits: :func:`cross_entropy_from_logits`, :func:`cross_entropy_grad`;
+- binary and multi-label: :func:`sigmoid`, :func:`log_sigmoid`,
+  :func:`binary_cross_entropy`, :func:`binary_cross_entropy_from_logits`,
+  :func:`binary_cross_entropy_grad`;
 - helpers: :func:`one_hot`, :func:`entropy`, :func:`kl_divergence`;
 - large inputs are streamed in blocks of rows, on :func:`get_num_threads`
   threads (see :func:`set_num_threads`).
 """
 
+from ._binary import (
+    binary_cross_entropy,
+    binary_cross_entropy_from_logits,
+    binary_cross_entropy_grad,
+    log_sigmoid,
+    sigmoid,
+)
 from ._information import entropy, kl_divergence
 from ._losses import (
     cross_entropy,
@@ -29,6 +39,9 @@ from ._streaming import get_num_threads, set_num_threads
 __version__ = "0.1.0"
 
 __all__ = [
+    "binary_cross_entropy",
+    "binary_cross_entropy_from_logits",
+    "binary_cross_entropy_grad",
     "cross_entropy",
     "cross_entropy_from_logits",
     "cross_entropy_grad",
@@ -36,10 +49,12 @@ __all__ = [
     "get_num_threads",
     "kl_divergence",
     "likelihood",
+    "log_sigmoid",
     "log_softmax",
     "logsumexp",
     "negative_log_likelihood",
     "one_hot",
     "set_num_threads",
+    "sigmoid",
     "softmax",
 ]
