@@ -1,8 +1,9 @@
 """Every number the prose states is computed by the chapter that states it.
 
 For each page in ``_toc.yml`` this test reads the prose (the markdown cells of a
-notebook, or the whole text of a ``.md`` page) and finds every number written
-with three or more significant digits: ``0.8084``, ``2.30258509``, ``1,797``,
+notebook and its figures' captions and alt text, or the whole text of a ``.md``
+page) and finds every number written with three or more significant digits:
+``0.8084``, ``2.30258509``, ``1,797``,
 ``50 257``, ``96.7%``, ``2.68 \\times 10^{3}``, ``1.5e-8``. A number passes if a
 code cell of the same page, in its source or its stored text output, contains a
 number that equals it after rounding to the precision the prose writes, and
@@ -76,6 +77,10 @@ def read_page(path: Path) -> tuple[str, str]:
         if cell["cell_type"] == "markdown":
             prose.append(_text(cell["source"]))
         elif cell["cell_type"] == "code":
+            # A figure's caption and alt text are prose too.
+            mystnb = cell.get("metadata", {}).get("mystnb", {})
+            prose.append(mystnb.get("figure", {}).get("caption", ""))
+            prose.append(mystnb.get("image", {}).get("alt", ""))
             code.append(_text(cell["source"]))
             for output in cell.get("outputs", []):
                 if "text" in output:
@@ -328,6 +333,24 @@ def test_checker_reads_scientific_and_grouped_forms():
     assert values["4.56 \\times 10^{-7}"] == (Decimal("4.56e-7"), 3)
     assert values["50,257"] == (Decimal(50257), 5)
     assert values["12.5%"] == (Decimal("12.5"), 3)
+
+
+def test_captions_and_alt_text_are_prose(tmp_path):
+    cell = {
+        "cell_type": "code",
+        "metadata": {
+            "mystnb": {
+                "figure": {"caption": "The loss reaches 0.1234."},
+                "image": {"alt": "A curve ending at 5.678."},
+            }
+        },
+        "source": "print(0.12341)",
+        "outputs": [],
+    }
+    path = tmp_path / "page.ipynb"
+    path.write_text(json.dumps({"cells": [cell]}), encoding="utf-8")
+    prose, code = read_page(path)
+    assert [n.text for n in unsupported(prose, code)] == ["5.678"]
 
 
 def test_toc_lists_the_chapters():
