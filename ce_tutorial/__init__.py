@@ -10,10 +10,17 @@ the offending value.
   :func:`cross_entropy`;
 - losses on logits: :func:`cross_entropy_from_logits`, :func:`cross_entropy_grad`;
 - helpers: :func:`one_hot`, :func:`entropy`, :func:`kl_divergence`;
+- calibration: :func:`expected_calibration_error`, :func:`reliability_curve`,
+  :func:`fit_temperature`;
 - large inputs are streamed in blocks of rows, on :func:`get_num_threads`
   threads (see :func:`set_num_threads`).
 """
 
+from ._calibration import (
+    expected_calibration_error,
+    fit_temperature,
+    reliability_curve,
+)
 from ._information import entropy, kl_divergence
 from ._losses import (
     cross_entropy,
@@ -33,6 +40,8 @@ __all__ = [
     "cross_entropy_from_logits",
     "cross_entropy_grad",
     "entropy",
+    "expected_calibration_error",
+    "fit_temperature",
     "get_num_threads",
     "kl_divergence",
     "likelihood",
@@ -40,6 +49,7 @@ __all__ = [
     "logsumexp",
     "negative_log_likelihood",
     "one_hot",
+    "reliability_curve",
     "set_num_threads",
     "softmax",
 ]
