@@ -41,6 +41,9 @@ __all__ = ["expected_calibration_error", "fit_temperature", "reliability_curve"]
 # 1/T: far inside the promised relative accuracy of 1e-8.
 _RTOL = 1e-13
 _MAX_ITER = 200
+# fit_temperature rescales the logits only if their largest difference is
+# outside [2**-400, 2**400]: inside, exp, the squares and the sums stay finite.
+_SCALE_EXPONENT = 400
 
 
 def _check_n_bins(n_bins: object) -> int:
@@ -207,8 +210,8 @@ def expected_calibration_error(
 
     where empty bins contribute 0. It is computed as
     :math:`\\frac{1}{N}\\sum_m |\\sum_{i \\in B_m} (\\text{correct}_i -
-    \\text{conf}_i)|`, in float32 for float16/float32 input and in float64
-    otherwise. The ECE depends on :math:`M`, and it is not a proper scoring
+    \\text{conf}_i)|`; the sums over each bin accumulate in float64 and are
+    rounded to float32 for float16/float32 input. The ECE depends on :math:`M`, and it is not a proper scoring
     rule: a model that predicts the class frequencies for every input has an
     ECE near 0.
 
@@ -330,11 +333,17 @@ def fit_temperature(logits: npt.ArrayLike, y: npt.ArrayLike) -> float:
     safeguarded by bisection: a bracket :math:`[\\beta_{lo}, \\beta_{hi}]`
     with :math:`f'(\\beta_{lo}) < 0 < f'(\\beta_{hi})` is grown from
     :math:`\\beta = 1` by doubling or halving, and any Newton step that leaves
-    it is replaced by the midpoint. The logits are first scaled by a power of
-    2 (exact) so that :math:`\\max |u_{ij}|` is near 1, which keeps every
+    it is replaced by the midpoint. Logits whose largest difference
+    :math:`\\max |u_{ij}|` lies outside :math:`[2^{-400}, 2^{400}]` are first
+    scaled by a power of 2 so that it is near 1, which keeps every
     intermediate finite; the result is scaled back. It computes in float64
     (longdouble for longdouble input) whatever the input dtype, and returns a
     Python float. Thread-safe: it keeps no state.
+
+    The promised accuracy assumes that the logit differences that decide the
+    sign of :math:`f'` are resolved by float64: differences below the
+    smallest normal number relative to :math:`\\max |u_{ij}|` (subnormal
+    ones) are at the edge of the format, and then the fit can be off.
 
     References
     ----------
@@ -375,12 +384,21 @@ minimiser: the true-class logits are on average not above their rows' means \
             "minimiser: every example's true-class logit is the largest in its "
             "row (or ties for it)"
         )
-    # Scale by a power of 2 so that max |u| is in [0.5, 1): exact, and exp,
-    # the squares and the sums below stay finite whatever the logits' scale.
+    # Logits of extreme scale are scaled by a power of 2 so that max |u| is
+    # in [0.5, 1), which keeps the squares and sums below finite; other logits
+    # are left alone, since scaling down could round tiny differences to 0.
     _, exponent = np.frexp(-u.min())
-    scale = np.ldexp(1.0, int(exponent))
-    u = u / scale
+    scale = 1.0
+    if not -_SCALE_EXPONENT < exponent < _SCALE_EXPONENT:
+        scale = float(np.ldexp(1.0, int(exponent)))
+        u = u / scale
     u_true = u[np.arange(u.shape[0]), labels]
+    if not u_true.any():  # differences below the float range were rounded to 0
+        raise ValueError(
+            "the mean NLL keeps falling as T -> 0, so it has no finite "
+            "minimiser: every example's true-class logit is the largest in its "
+            "row (or ties for it) at floating-point resolution"
+        )
     margin = float(np.mean(u_true - u.mean(axis=1))) * scale
     if margin <= 0:
         raise ValueError(
