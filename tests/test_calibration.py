@@ -407,6 +407,23 @@ def test_scaling_the_logits_by_a_scales_t_by_a(a):
     )
 
 
+@settings(max_examples=30, deadline=None)
+@given(
+    st.integers(0, 2**32 - 1),
+    st.floats(0.2, 5.0),
+    st.floats(1e-3, 1e3),
+)
+def test_scaling_property(seed, true_temperature, a):
+    z, y = well_posed(seed, n=30, c=4, true_temperature=true_temperature)
+    try:
+        t = fit_temperature(z, y)
+    except ValueError:  # a small sample may have no finite minimiser
+        with pytest.raises(ValueError):
+            fit_temperature(a * z, y)
+        return
+    assert fit_temperature(a * z, y) == pytest.approx(a * t, rel=1e-9)
+
+
 def test_extreme_scales_stay_finite():
     z, y = well_posed(8)
     t = fit_temperature(z, y)
