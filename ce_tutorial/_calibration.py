@@ -211,9 +211,9 @@ def expected_calibration_error(
     where empty bins contribute 0. It is computed as
     :math:`\\frac{1}{N}\\sum_m |\\sum_{i \\in B_m} (\\text{correct}_i -
     \\text{conf}_i)|`; the sums over each bin accumulate in float64 and are
-    rounded to float32 for float16/float32 input. The ECE depends on :math:`M`, and it is not a proper scoring
-    rule: a model that predicts the class frequencies for every input has an
-    ECE near 0.
+    rounded to float32 for float16/float32 input. The ECE depends on
+    :math:`M`, and it is not a proper scoring rule: a model that predicts the
+    class frequencies for every input has an ECE near 0.
 
     References
     ----------
