@@ -13,6 +13,8 @@ the offending value.
   :func:`binary_cross_entropy`, :func:`binary_cross_entropy_from_logits`,
   :func:`binary_cross_entropy_grad`;
 - helpers: :func:`one_hot`, :func:`entropy`, :func:`kl_divergence`;
+- calibration: :func:`expected_calibration_error`, :func:`reliability_curve`,
+  :func:`fit_temperature`;
 - large inputs are streamed in blocks of rows, on :func:`get_num_threads`
   threads (see :func:`set_num_threads`).
 """
@@ -23,6 +25,11 @@ from ._binary import (
     binary_cross_entropy_grad,
     log_sigmoid,
     sigmoid,
+)
+from ._calibration import (
+    expected_calibration_error,
+    fit_temperature,
+    reliability_curve,
 )
 from ._information import entropy, kl_divergence
 from ._losses import (
@@ -46,6 +53,8 @@ __all__ = [
     "cross_entropy_from_logits",
     "cross_entropy_grad",
     "entropy",
+    "expected_calibration_error",
+    "fit_temperature",
     "get_num_threads",
     "kl_divergence",
     "likelihood",
@@ -54,6 +63,7 @@ __all__ = [
     "logsumexp",
     "negative_log_likelihood",
     "one_hot",
+    "reliability_curve",
     "set_num_threads",
     "sigmoid",
     "softmax",

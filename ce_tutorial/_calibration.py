@@ -1,0 +1,448 @@
+"""Calibration: are a classifier's predicted probabilities right?
+
+- :func:`expected_calibration_error` and :func:`reliability_curve` compare the
+  top-label confidence :math:`\\max_j \\hat{y}_j` of each prediction with how
+  often the prediction is correct, in ``n_bins`` equal-width bins;
+- :func:`fit_temperature` fits the temperature :math:`T > 0` of temperature
+  scaling, :math:`\\operatorname{softmax}(\\mathbf{z} / T)`, by minimising the
+  mean negative log-likelihood.
+
+Binning convention (the same in both binned functions): with :math:`M` bins,
+bin :math:`B_m`, :math:`m = 0, \\dots, M - 1`, holds the confidences in
+:math:`(m / M, (m + 1) / M]`, closed on the right. The edges are the
+floating-point numbers ``np.arange(M + 1) / M`` in the dtype of the
+computation, so a confidence that equals one of them exactly belongs to the bin
+*below* it. A row that sums to 1 has a largest entry of at least
+:math:`1 / C`, so a confidence of exactly 0 cannot occur in valid input; if it
+did, it would be put in bin 0, so that the bins cover all of :math:`[0, 1]`.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import numpy.typing as npt
+
+from ._validation import (
+    as_array,
+    as_labels,
+    check_labels,
+    check_matrix,
+    check_probabilities,
+    compute_dtype,
+    format_index,
+    sum_tolerance,
+)
+
+__all__ = ["expected_calibration_error", "fit_temperature", "reliability_curve"]
+
+# fit_temperature stops when the bracket around 1/T is this narrow, relative to
+# 1/T: far inside the promised relative accuracy of 1e-8.
+_RTOL = 1e-13
+_MAX_ITER = 200
+# fit_temperature rescales the logits only if their largest difference is
+# outside [2**-400, 2**400]: inside, exp, the squares and the sums stay finite.
+_SCALE_EXPONENT = 400
+
+
+def _check_n_bins(n_bins: object) -> int:
+    """Return ``n_bins`` as an int >= 1."""
+    if isinstance(n_bins, bool | np.bool_) or not isinstance(n_bins, numbers.Integral):
+        raise TypeError(f"n_bins must be a positive integer, got {n_bins!r}")
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be a positive integer, got {n_bins}")
+    return int(n_bins)
+
+
+def _binned(
+    y_hat: npt.ArrayLike, y: npt.ArrayLike, n_bins: object
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Validate; return per-bin sums of confidence, of correctness, and counts."""
+    m_bins = _check_n_bins(n_bins)
+    p = as_array(y_hat, "y_hat")
+    dtype = compute_dtype(p.dtype, "y_hat")
+    check_matrix(p, "y_hat")
+    tol = sum_tolerance(p.dtype)
+    p = p.astype(dtype, copy=False)
+    check_probabilities(p, "y_hat", tol)
+    labels = as_labels(y, "y")
+    check_labels(labels, p.shape[0], p.shape[1], "y")
+
+    n = p.shape[0]
+    predicted = p.argmax(axis=1)  # ties: the first largest class, as np.argmax
+    confidence = p[np.arange(n), predicted]
+    correct = (predicted == labels).astype(dtype)
+    edges = np.arange(m_bins + 1, dtype=dtype) / dtype.type(m_bins)
+    # side="left" finds the first edge >= c, so c lies in (edges[m], edges[m + 1]];
+    # c == 0 would give m = -1: it goes to bin 0.
+    bins = np.searchsorted(edges, confidence, side="left") - 1
+    bins = np.clip(bins, 0, m_bins - 1)
+    counts = np.bincount(bins, minlength=m_bins)
+    conf_sum = np.bincount(bins, weights=confidence, minlength=m_bins).astype(dtype)
+    acc_sum = np.bincount(bins, weights=correct, minlength=m_bins).astype(dtype)
+    return conf_sum, acc_sum, counts, n
+
+
+def reliability_curve(
+    y_hat: npt.ArrayLike, y: npt.ArrayLike, n_bins: int = 15
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean confidence, accuracy and count of every non-empty confidence bin.
+
+    The points of a reliability diagram: for a calibrated model, the accuracy
+    in each bin equals the mean confidence in it.
+
+    Parameters
+    ----------
+    y_hat : array_like of shape (n_samples, n_classes)
+        Predicted probabilities; every row must be a distribution.
+    y : array_like of shape (n_samples,)
+        Integer class labels in ``[0, n_classes)``.
+    n_bins : int, default 15
+        The number :math:`M` of equal-width bins on ``[0, 1]``.
+
+    Returns
+    -------
+    confidence : ndarray of shape (n_nonempty,)
+        The mean top-label confidence :math:`\\operatorname{conf}(B_m)` of each
+        non-empty bin, in increasing order of ``m``.
+    accuracy : ndarray of shape (n_nonempty,)
+        The fraction :math:`\\operatorname{acc}(B_m)` of the bin's predictions
+        that are correct.
+    count : ndarray of int of shape (n_nonempty,)
+        :math:`|B_m|`, the number of examples in the bin (every entry >= 1).
+
+    ``confidence`` and ``accuracy`` have the dtype of the computation: float32
+    for float16 or float32 input, float64 for integers and float64. An empty
+    batch gives three empty arrays.
+
+    Raises
+    ------
+    ValueError
+        If ``y_hat`` is not 2-D, holds a value outside ``[0, 1]`` or a row not
+        summing to 1, if ``y`` has the wrong shape or a label out of range, or
+        if ``n_bins < 1``.
+    TypeError
+        If ``y_hat`` is not real, ``y`` not integer, or ``n_bins`` not an integer.
+
+    See Also
+    --------
+    expected_calibration_error : the weighted mean gap between the two curves.
+
+    Notes
+    -----
+    The top-label prediction of example :math:`i` is
+    :math:`\\arg\\max_j \\hat{y}^{(i)}_j` (the first largest class on a tie) and
+    its confidence is :math:`\\max_j \\hat{y}^{(i)}_j`. Bin :math:`B_m` holds
+    the examples whose confidence lies in :math:`(m / M, (m + 1) / M]`; the
+    module docstring gives the edge convention. Then
+
+    .. math::
+
+        \\operatorname{conf}(B_m) = \\frac{1}{|B_m|} \\sum_{i \\in B_m}
+        \\max_j \\hat{y}^{(i)}_j, \\qquad
+        \\operatorname{acc}(B_m) = \\frac{1}{|B_m|} \\sum_{i \\in B_m}
+        [\\arg\\max_j \\hat{y}^{(i)}_j = y^{(i)}].
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> y_hat = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.4, 0.6]])
+    >>> conf, acc, count = reliability_curve(y_hat, [0, 1, 1, 1], n_bins=5)
+    >>> conf, acc, count
+    (array([0.6 , 0.75, 0.9 ]), array([1. , 0.5, 1. ]), array([1, 2, 1]))
+
+    The confidences 0.6 and 0.8 lie exactly on the edges 3/5 and 4/5, so they
+    count in the bins below, (0.4, 0.6] and (0.6, 0.8].
+    """
+    conf_sum, acc_sum, counts, _ = _binned(y_hat, y, n_bins)
+    keep = counts > 0
+    n_kept = counts[keep].astype(conf_sum.dtype)
+    return conf_sum[keep] / n_kept, acc_sum[keep] / n_kept, counts[keep]
+
+
+def expected_calibration_error(
+    y_hat: npt.ArrayLike, y: npt.ArrayLike, n_bins: int = 15
+) -> float:
+    """The expected calibration error (ECE) of predicted probabilities.
+
+    The mean absolute gap between confidence and accuracy over ``n_bins``
+    equal-width bins of the top-label confidence, each bin weighted by its
+    share of the examples (Guo et al., 2017).
+
+    Parameters
+    ----------
+    y_hat : array_like of shape (n_samples, n_classes)
+        Predicted probabilities; every row must be a distribution.
+    y : array_like of shape (n_samples,)
+        Integer class labels in ``[0, n_classes)``.
+    n_bins : int, default 15
+        The number :math:`M` of equal-width bins on ``[0, 1]``.
+
+    Returns
+    -------
+    float
+        The ECE, in ``[0, 1]``.
+
+    Raises
+    ------
+    ValueError
+        If the batch is empty (the ECE is a mean over examples), if ``y_hat``
+        is not 2-D, holds a value outside ``[0, 1]`` or a row not summing to 1,
+        if ``y`` has the wrong shape or a label out of range, or if
+        ``n_bins < 1``.
+    TypeError
+        If ``y_hat`` is not real, ``y`` not integer, or ``n_bins`` not an integer.
+
+    See Also
+    --------
+    reliability_curve : the per-bin confidence, accuracy and count.
+
+    Notes
+    -----
+    With :math:`\\operatorname{conf}(B_m)` and :math:`\\operatorname{acc}(B_m)`
+    as in :func:`reliability_curve` and :math:`N` examples,
+
+    .. math::
+
+        \\mathrm{ECE} = \\sum_{m=0}^{M-1} \\frac{|B_m|}{N}
+        \\bigl|\\operatorname{acc}(B_m) - \\operatorname{conf}(B_m)\\bigr|,
+
+    where empty bins contribute 0. It is computed as
+    :math:`\\frac{1}{N}\\sum_m |\\sum_{i \\in B_m} (\\text{correct}_i -
+    \\text{conf}_i)|`; the sums over each bin accumulate in float64 and are
+    rounded to float32 for float16/float32 input. The ECE depends on
+    :math:`M`, and it is not a proper scoring rule: a model that predicts the
+    class frequencies for every input has an ECE near 0.
+
+    References
+    ----------
+    Chuan Guo, Geoff Pleiss, Yu Sun and Kilian Q. Weinberger, "On Calibration
+    of Modern Neural Networks", ICML 2017.
+
+    Examples
+    --------
+    Two examples at confidence 0.9, one right and one wrong, and two at 0.6,
+    both right: the bins hold gaps of :math:`|0.5 - 0.9| = 0.4` and
+    :math:`|1 - 0.6| = 0.4`, each for half the examples.
+
+    >>> import numpy as np
+    >>> y_hat = np.array([[0.9, 0.1], [0.9, 0.1], [0.4, 0.6], [0.4, 0.6]])
+    >>> round(expected_calibration_error(y_hat, [0, 1, 1, 1], n_bins=10), 12)
+    0.4
+    """
+    conf_sum, acc_sum, _, n = _binned(y_hat, y, n_bins)
+    if n == 0:
+        raise ValueError(
+            "the expected calibration error is undefined for an empty batch (0 samples)"
+        )
+    return float(np.abs(acc_sum - conf_sum).sum() / n)
+
+
+def _prepare_fit(logits: npt.ArrayLike, y: npt.ArrayLike):
+    """Validate; return logits shifted so that each row's maximum is 0, labels."""
+    z = as_array(logits, "logits")
+    dtype = compute_dtype(z.dtype, "logits")
+    check_matrix(z, "logits")
+    labels = as_labels(y, "y")
+    check_labels(labels, z.shape[0], z.shape[1], "y")
+    if z.shape[0] == 0:
+        raise ValueError(
+            "fit_temperature needs at least one example, got an empty batch (0 samples)"
+        )
+    bad = ~np.isfinite(z)
+    if bad.any():
+        idx = np.unravel_index(int(np.argmax(bad)), z.shape)
+        raise ValueError(
+            f"logits{format_index(idx)} = {z[idx]} is not finite; "
+            f"fit_temperature needs finite logits"
+        )
+    # At least float64, whatever came in: T is returned to 1e-8.
+    u = z.astype(np.promote_types(dtype, np.float64))
+    u = u - u.max(axis=1, keepdims=True)  # <= 0; exact for rows of one scale
+    return u, labels
+
+
+def _slopes(beta: float, u: np.ndarray, u_true: np.ndarray) -> tuple[float, float]:
+    """First and second derivative in beta = 1/T of the mean NLL."""
+    w = np.exp(beta * u)  # u <= 0 and beta > 0: no overflow
+    w /= w.sum(axis=1, keepdims=True)
+    mean = (w * u).sum(axis=1)
+    var = (w * (u - mean[:, None]) ** 2).sum(axis=1)
+    return float(np.mean(mean - u_true)), float(np.mean(var))
+
+
+def fit_temperature(logits: npt.ArrayLike, y: npt.ArrayLike) -> float:
+    """The temperature that minimises the mean NLL of ``softmax(logits / T)``.
+
+    Temperature scaling (Guo et al., 2017) recalibrates a trained classifier
+    with one number: fit :math:`T` on held-out data, then predict
+    :math:`\\operatorname{softmax}(\\mathbf{z} / T)`. Dividing by :math:`T > 0`
+    never changes which logit is largest (up to ties made by rounding), so
+    accuracy is unchanged.
+
+    Parameters
+    ----------
+    logits : array_like of shape (n_samples, n_classes)
+        Finite logits of held-out examples.
+    y : array_like of shape (n_samples,)
+        Their integer class labels in ``[0, n_classes)``.
+
+    Returns
+    -------
+    float
+        The minimiser :math:`T > 0`, to a relative accuracy of 1e-8.
+
+    Raises
+    ------
+    ValueError
+        If the mean NLL has no finite minimiser, with the direction in which
+        it keeps falling: as :math:`T \\to 0` when every example's true-class
+        logit is the largest of its row, and as :math:`T \\to \\infty` when
+        the true-class logits are on average no larger than their rows' means
+        (then :math:`T \\to \\infty`, the uniform prediction, does best). Also
+        if every row is constant (such rows carry no information about
+        :math:`T`), if the batch is empty, if ``logits`` is not 2-D or holds
+        NaN or an infinity, or if ``y`` has the wrong shape or a label out of
+        range.
+    TypeError
+        If ``logits`` is not real or ``y`` not integer.
+
+    Notes
+    -----
+    Write :math:`\\beta = 1/T` and :math:`u_{ij} = z^{(i)}_j - \\max_k
+    z^{(i)}_k`. The mean NLL :math:`f(\\beta) = \\frac{1}{N}\\sum_i
+    [\\operatorname{LSE}(\\beta \\mathbf{u}^{(i)}) - \\beta u_{i y^{(i)}}]` has
+
+    .. math::
+
+        f'(\\beta) = \\frac{1}{N}\\sum_i \\bigl(\\mathbb{E}_{\\mathbf{s}^{(i)}}
+        [u_{i\\cdot}] - u_{i y^{(i)}}\\bigr), \\qquad
+        f''(\\beta) = \\frac{1}{N}\\sum_i
+        \\operatorname{Var}_{\\mathbf{s}^{(i)}}[u_{i\\cdot}] \\ge 0,
+
+    with :math:`\\mathbf{s}^{(i)} = \\operatorname{softmax}(\\beta
+    \\mathbf{u}^{(i)})`, so :math:`f` is convex in :math:`\\beta`, strictly so
+    once a row is not constant. :math:`f'` rises from :math:`f'(0) =
+    \\frac{1}{N}\\sum_i (\\bar{u}_i - u_{iy^{(i)}})` to :math:`f'(\\infty) =
+    -\\frac{1}{N}\\sum_i u_{iy^{(i)}} \\ge 0`; a finite minimiser exists if
+    and only if :math:`f'(0) < 0 < f'(\\infty)`, which are the two error
+    cases. Constant rows add 0 to both derivatives and are dropped first.
+
+    The root of :math:`f'` is found by Newton's method on :math:`\\beta`,
+    safeguarded by bisection: a bracket :math:`[\\beta_{lo}, \\beta_{hi}]`
+    with :math:`f'(\\beta_{lo}) < 0 < f'(\\beta_{hi})` is grown from
+    :math:`\\beta = 1` by doubling or halving, and any Newton step that leaves
+    it is replaced by the midpoint. Logits whose largest difference
+    :math:`\\max |u_{ij}|` lies outside :math:`[2^{-400}, 2^{400}]` are first
+    scaled by a power of 2 so that it is near 1, which keeps every
+    intermediate finite; the result is scaled back. It computes in float64
+    (longdouble for longdouble input) whatever the input dtype, and returns a
+    Python float. Thread-safe: it keeps no state.
+
+    The promised accuracy assumes that the logit differences that decide the
+    sign of :math:`f'` are resolved by float64: differences below the
+    smallest normal number relative to :math:`\\max |u_{ij}|` (subnormal
+    ones) are at the edge of the format, and then the fit can be off.
+
+    References
+    ----------
+    Chuan Guo, Geoff Pleiss, Yu Sun and Kilian Q. Weinberger, "On Calibration
+    of Modern Neural Networks", ICML 2017.
+
+    Examples
+    --------
+    Two examples with the same logits, one of each class: the NLL is smallest
+    where the predicted probability of class 0 is 1/2, at :math:`T = \\infty`.
+    A third example of class 0 makes the best probability 2/3, which
+    :math:`\\operatorname{softmax}([1, 0] / T)` reaches at
+    :math:`T = 1 / \\log 2`.
+
+    >>> import numpy as np
+    >>> z = [[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]]
+    >>> T = fit_temperature(z, [0, 0, 1])
+    >>> round(T, 12), round(1 / float(np.log(2)), 12)
+    (1.442695040889, 1.442695040889)
+    >>> fit_temperature(z[:2], [0, 1])
+    Traceback (most recent call last):
+    ...
+    ValueError: the mean NLL keeps falling as T -> inf, so it has no finite \
+minimiser: the true-class logits are on average not above their rows' means \
+(mean of z[y] - mean(z) = 0.0 <= 0)
+    """
+    u, labels = _prepare_fit(logits, y)
+    informative = (u != 0).any(axis=1)
+    if not informative.any():
+        raise ValueError(
+            "every row of logits is constant, so the NLL does not depend on T "
+            "and there is nothing to fit"
+        )
+    u, labels = u[informative], labels[informative]
+    if not u[np.arange(u.shape[0]), labels].any():  # f'(inf) = 0
+        raise ValueError(
+            "the mean NLL keeps falling as T -> 0, so it has no finite "
+            "minimiser: every example's true-class logit is the largest in its "
+            "row (or ties for it)"
+        )
+    # Logits of extreme scale are scaled by a power of 2 so that max |u| is
+    # in [0.5, 1), which keeps the squares and sums below finite; other logits
+    # are left alone, since scaling down could round tiny differences to 0.
+    _, exponent = np.frexp(-u.min())
+    scale = 1.0
+    if not -_SCALE_EXPONENT < exponent < _SCALE_EXPONENT:
+        scale = float(np.ldexp(1.0, int(exponent)))
+        u = u / scale
+    u_true = u[np.arange(u.shape[0]), labels]
+    if not u_true.any():  # differences below the float range were rounded to 0
+        raise ValueError(
+            "the mean NLL keeps falling as T -> 0, so it has no finite "
+            "minimiser: every example's true-class logit is the largest in its "
+            "row (or ties for it) at floating-point resolution"
+        )
+    margin = float(np.mean(u_true - u.mean(axis=1))) * scale
+    if margin <= 0:
+        raise ValueError(
+            "the mean NLL keeps falling as T -> inf, so it has no finite "
+            "minimiser: the true-class logits are on average not above their "
+            f"rows' means (mean of z[y] - mean(z) = {margin} <= 0)"
+        )
+
+    # Grow a bracket [lo, hi] with f'(lo) < 0 < f'(hi) from beta = 1.
+    beta = 1.0
+    slope, curve = _slopes(beta, u, u_true)
+    lo, hi = (beta, np.inf) if slope < 0 else (0.0, beta)
+    while slope != 0 and (np.isinf(hi) or lo == 0):
+        beta = beta * 2 if np.isinf(hi) else beta / 2
+        if not 0 < beta < np.inf:
+            way = "0" if np.isinf(hi) else "inf"
+            raise ValueError(
+                f"the mean NLL keeps falling as T -> {way} beyond the floating-"
+                f"point range: its minimiser is not representable"
+            )
+        slope, curve = _slopes(beta, u, u_true)
+        if slope < 0:
+            lo = beta
+        elif slope > 0:
+            hi = beta
+
+    # Newton on beta, safeguarded by bisection of the bracket.
+    for _ in range(_MAX_ITER):
+        if slope == 0:
+            break
+        step = slope / curve if curve > 0 else np.inf
+        if abs(step) <= _RTOL * beta:  # converged: take the last, tiny step
+            beta -= step
+            break
+        if hi - lo <= _RTOL * beta:  # the bracket has closed in on the root
+            beta = 0.5 * (lo + hi)
+            break
+        candidate = beta - step
+        if not lo < candidate < hi:
+            candidate = 0.5 * (lo + hi)
+        beta = candidate
+        slope, curve = _slopes(beta, u, u_true)
+        if slope < 0:
+            lo = beta
+        elif slope > 0:
+            hi = beta
+    return float(scale / beta)
