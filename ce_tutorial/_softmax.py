@@ -79,8 +79,10 @@ def shifted_exp_sum(
 def shifted_log_sum(
     block: np.ndarray,
     dtype: np.dtype,
-    locate: Callable[[int], str],
+    locate: Callable[[int], str] | None,
     work: np.ndarray,
+    *,
+    check: Callable[[np.ndarray], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return the row maxima ``m`` and ``logsumexp(block) - m``, accurately.
 
@@ -89,8 +91,10 @@ def shifted_log_sum(
     rather than ``log`` of a sum that already holds the maximum's 1, keeps the
     result accurate relative to its own size when it is tiny, as it is for a
     confident prediction [1]_. ``work`` (same shape as ``block``, of ``dtype``)
-    is scratch space. The maxima validate the block, as in
-    :func:`shifted_exp_sum`.
+    is scratch space, and may be ``block`` itself. The maxima validate the
+    block, as in :func:`shifted_exp_sum`, unless ``check`` is given: then
+    ``check(m)`` is called instead, to validate the maxima together with
+    whatever else belongs to these rows.
 
     References
     ----------
@@ -101,7 +105,10 @@ def shifted_log_sum(
     rows = np.arange(block.shape[0])
     top = np.argmax(block, axis=1)  # a row's first NaN, if it has one
     m = block[rows, top].astype(dtype, copy=False)
-    check_row_maxima(m, locate)
+    if check is None:
+        check_row_maxima(m, locate)
+    else:
+        check(m)
     with np.errstate(over="ignore"):  # as in shifted_exp_sum
         np.subtract(block, m[:, None], out=work)
     np.exp(work, out=work)
