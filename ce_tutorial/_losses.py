@@ -571,19 +571,24 @@ def _label_losses(z: np.ndarray, labels: np.ndarray, dtype: np.dtype) -> np.ndar
         # Overflow and NaN are not errors here: the checks below find them.
         with np.errstate(all="ignore"):
             np.exp(block, out=w, dtype=dtype)
-            true = block[rows, picked].astype(wide)  # the block is in cache now
+            # The block is in cache now. One vector of row length at a time,
+            # worked on in place, keeps the per-row scratch memory small.
+            x = block[rows, picked].astype(wide, copy=False)  # z_iy
             w[rows, picked] = 0.0
             row_sums(w, out=rest)
-            x = np.exp(-true)
-            x *= rest  # inf if the sum overflowed, NaN if it holds NaN
             # NaN fails every comparison, so a row holding one is never exact.
-            exact = (np.abs(true) <= true_limit) & (rest >= sum_floor)
+            exact = rest >= sum_floor
+            exact &= x <= true_limit
+            exact &= x >= -true_limit
+            np.negative(x, out=x)
+            np.exp(x, out=x)
+            x *= rest  # inf if the sum overflowed, NaN if it holds NaN
             exact &= x <= wide_max
             np.log1p(x, out=rest)
         if not exact.all():
             bad = np.flatnonzero(~exact)
             rest[bad] = _shifted_label_losses(
-                block[bad], picked[bad], dtype, lambda i: f"logits[{a + bad[i]}]"
+                block, bad, picked[bad], dtype, lambda i: f"logits[{a + bad[i]}]", w
             )
 
     stream_rows(n, c, dtype, kernel)
@@ -591,17 +596,33 @@ def _label_losses(z: np.ndarray, labels: np.ndarray, dtype: np.dtype) -> np.ndar
 
 
 def _shifted_label_losses(
-    block: np.ndarray, labels: np.ndarray, dtype: np.dtype, locate
+    block: np.ndarray,
+    rows: np.ndarray,
+    labels: np.ndarray,
+    dtype: np.dtype,
+    locate,
+    work: np.ndarray,
 ) -> np.ndarray:
-    """The losses of a few rows, shifted by their maxima; validates the rows.
+    """The losses of rows ``rows`` of ``block``, shifted by their maxima.
 
-    The loss is ``(m - z[y]) + (logsumexp(z) - m)``: two terms that are never
-    negative, so nothing cancels, and the second is accurate relative to its
-    size (see :func:`shifted_log_sum`), as the whole loss is when the true
-    class has the maximum and the first term is 0.
+    Validates those rows. The loss is ``(m - z[y]) + (logsumexp(z) - m)``:
+    two terms that are never negative, so nothing cancels, and the second is
+    accurate relative to its size (see :func:`shifted_log_sum`), as the whole
+    loss is when the true class has the maximum and the first term is 0.
+
+    The rows are gathered into ``work`` (the block's scratch buffer, free
+    again once the fast route is done with it) and worked on in place there,
+    so that a block whose rows all take this route needs no more memory than
+    one whose rows take none.
     """
-    m, log_s = shifted_log_sum(block, dtype, locate, np.empty(block.shape, dtype))
-    true = block[np.arange(block.shape[0]), labels].astype(dtype, copy=False)
+    k = rows.size
+    true = block[rows, labels].astype(dtype, copy=False)
+    own = work[:k]
+    if block.dtype == dtype:
+        np.take(block, rows, axis=0, out=own, mode="clip")  # in range: no buffer
+    else:
+        own[...] = block[rows]
+    m, log_s = shifted_log_sum(own, dtype, locate, own)  # m is not a view
     with np.errstate(over="ignore"):  # a gap beyond the dtype's range is inf
         return (m - true) + log_s
 

@@ -132,10 +132,42 @@ def prepare_logits(
     return z, dtype, ax
 
 
-def _as_rows(z: np.ndarray, ax: int) -> tuple[np.ndarray, tuple[int, ...]]:
-    """View ``z`` as 2-D rows with the class axis last, and the leading shape."""
+class _GatheredRows:
+    """Rows of an array that cannot be viewed as a matrix of rows.
+
+    Moving a middle class axis to the end, as in a (200, 50, 1000) array
+    reduced along axis 1, gives an array whose rows no single stride can
+    step through, so ``reshape`` would copy the whole input. Indexing this
+    object with ``[a:b]`` instead copies rows ``a`` to ``b`` only, one block
+    at a time, which keeps the extra memory a small fraction of the input.
+    """
+
+    def __init__(self, moved: np.ndarray) -> None:
+        self.moved = moved
+        self.lead = moved.shape[:-1]
+        self.shape = (int(np.prod(self.lead)), moved.shape[-1])
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        index = np.unravel_index(np.arange(rows.start, rows.stop), self.lead)
+        return self.moved[index]
+
+
+def _as_rows(
+    z: np.ndarray, ax: int
+) -> tuple[np.ndarray | _GatheredRows, tuple[int, ...]]:
+    """View ``z`` as 2-D rows with the class axis last, and the leading shape.
+
+    Where no view exists, the rows are gathered block by block instead (see
+    :class:`_GatheredRows`); never is the whole input copied.
+    """
     moved = np.moveaxis(z, ax, -1)
-    return moved.reshape(-1, moved.shape[-1]), moved.shape[:-1]
+    try:
+        rows = moved.reshape(-1, moved.shape[-1], copy=False)
+    except ValueError:  # a copy would be needed
+        rows = _GatheredRows(moved)
+    except TypeError:  # NumPy < 2.1 has no ``copy`` argument
+        rows = moved.reshape(-1, moved.shape[-1])
+    return rows, moved.shape[:-1]
 
 
 def _locator(
@@ -337,11 +369,12 @@ def log_softmax(logits: npt.ArrayLike, axis: int = -1) -> np.ndarray:
 
     def kernel(a: int, b: int, work: np.ndarray) -> None:
         locate = _locator("logits", lead, ax, a)
-        m, s = shifted_exp_sum(rows[a:b], dtype, locate, work)
+        block = rows[a:b]
+        m, s = shifted_exp_sum(block, dtype, locate, work)
         # (z - m) - log(s), in this order: z - m is exact near the maximum,
         # whereas z - (m + log(s)) would round m + log(s) first.
         with np.errstate(over="ignore"):
-            np.subtract(rows[a:b], m[:, None], out=out[a:b])
+            np.subtract(block, m[:, None], out=out[a:b])
         out[a:b] -= np.log(s)[:, None]
 
     stream_rows(n, c, dtype, kernel)

@@ -43,11 +43,14 @@ __all__ = ["get_num_threads", "set_num_threads"]
 # KiB of L2 per core, 8 MiB of shared L3), 1 MiB measured fastest: 256 and 512
 # KiB cost 2-10% more, most with two threads, and 2 MiB was no better.
 BLOCK_BYTES = 1 << 20
-# All the threads' buffers together hold at most 1/MAX_BLOCK_FRACTION of the
+# All the threads' blocks together hold at most 1/MAX_BLOCK_FRACTION of the
 # rows. For small inputs that bound decides the block size, and keeps the extra
-# memory of the streaming loss (the buffers, the N losses and a few vectors of
-# block length) under a quarter of the logits from ten classes up.
-MAX_BLOCK_FRACTION = 16
+# memory of the streaming loss under a quarter of the logits from ten classes
+# up, on every route: the N losses (a tenth of ten-class logits), the buffers,
+# and the vectors of block length (true-class logits, row maxima, indices,
+# several of them 8 bytes a row even for float32 logits of 40 bytes a row). At
+# 16 the rows that all take the loss's fallback route needed up to 0.36x.
+MAX_BLOCK_FRACTION = 32
 # Below this many elements per thread, starting threads costs more than it
 # saves: the work runs on the calling thread.
 MIN_ELEMENTS_PER_THREAD = 1 << 17
