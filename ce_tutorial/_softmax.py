@@ -76,6 +76,47 @@ def shifted_exp_sum(
     return m, work.sum(axis=1)
 
 
+def shifted_log1p_sum(
+    block: np.ndarray,
+    dtype: np.dtype,
+    locate: Callable[[int], str],
+    work: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return the row maxima ``m`` and ``logsumexp(block) - m``, accurately.
+
+    The same ``log(1 + r)`` as :func:`shifted_log_sum`, with ``r`` the sum
+    of ``exp(z_j - m)`` over every entry but one maximum, so that the result
+    is accurate relative to its own size when it is tiny. Rows of more than
+    ``NARROW_CLASSES`` entries go through :func:`shifted_log_sum` itself,
+    whose ``argmax`` costs no more than a maximum there. On narrower rows
+    ``argmax`` costs about three times an ``exp``, so the block is shifted by
+    :func:`row_maxima` and exponentiated as in :func:`shifted_exp_sum`, and
+    summed. Where that sum ``s`` is below 2, the row has exactly one term
+    equal to 1.0 (a tie for the maximum, or a term within half an ulp of it,
+    would give ``s >= 2``); then every 1.0 in the block is set to 0 (one
+    multiplication by ``work < 1``) and the block summed again, for
+    ``log1p``. Rows with ``s >= 2`` keep ``log(s)``, which is accurate
+    relative to its size ``>= log(2)``. ``work`` (same shape as ``block``,
+    of ``dtype``) is scratch space; the maxima validate the block, as in
+    :func:`shifted_exp_sum`.
+    """
+    if block.shape[1] > NARROW_CLASSES:
+        return shifted_log_sum(block, dtype, locate, work)
+    m = row_maxima(block).astype(dtype, copy=False)
+    check_row_maxima(m, locate)
+    with np.errstate(over="ignore"):  # as in shifted_exp_sum
+        np.subtract(block, m[:, None], out=work)
+    np.exp(work, out=work)
+    s = row_sums(work)
+    near = s < 2
+    log_s = np.log(s, out=s)
+    if near.any():
+        np.multiply(work, work < 1.0, out=work)
+        r = row_sums(work)
+        np.copyto(log_s, np.log1p(r, out=r), where=near)
+    return m, log_s
+
+
 def shifted_log_sum(
     block: np.ndarray,
     dtype: np.dtype,
@@ -228,6 +269,11 @@ def logsumexp(logits: npt.ArrayLike, axis: int = -1) -> np.ndarray:
 
     where every :math:`e^{z_j - m} \le 1`, so nothing overflows, and the
     largest term is exactly 1, so the sum cannot underflow to zero [1]_.
+    That 1 is kept out of the sum: with :math:`k` one index of the maximum,
+    the result is :math:`m + \operatorname{log1p}(\sum_{j \ne k} e^{z_j - m})`,
+    which stays accurate relative to its own size when it is tiny (one
+    dominant entry near 0), where ``log`` of a sum that holds the 1 would
+    round it away.
 
     References
     ----------
@@ -249,6 +295,11 @@ def logsumexp(logits: npt.ArrayLike, axis: int = -1) -> np.ndarray:
     >>> with np.errstate(over="ignore"):
     ...     print(np.log(np.sum(np.exp([1000.0, 1000.0]))))
     inf
+
+    and it rounds a tiny result to 0, where ``log1p`` keeps every digit:
+
+    >>> print(np.log(np.sum(np.exp([0.0, -40.0]))), logsumexp([0.0, -40.0]))
+    0.0 4.248354255291589e-18
     """
     z, dtype, ax = prepare_logits(logits, axis)
     rows, lead = _as_rows(z, ax)
@@ -257,8 +308,8 @@ def logsumexp(logits: npt.ArrayLike, axis: int = -1) -> np.ndarray:
 
     def kernel(a: int, b: int, work: np.ndarray) -> None:
         locate = _locator("logits", lead, ax, a)
-        m, s = shifted_exp_sum(rows[a:b], dtype, locate, work)
-        out[a:b] = m + np.log(s)
+        m, log_s = shifted_log1p_sum(rows[a:b], dtype, locate, work)
+        out[a:b] = m + log_s
 
     stream_rows(n, c, dtype, kernel)
     return _from_rows(out, lead, ax, keep_class_axis=False)
@@ -346,7 +397,11 @@ def log_softmax(logits: npt.ArrayLike, axis: int = -1) -> np.ndarray:
 
     Notes
     -----
-    .. math:: \log \operatorname{softmax}(z)_j = (z_j - m) - \log \sum_k e^{z_k - m}.
+    .. math:: \log \operatorname{softmax}(z)_j = (z_j - m) - \log \sum_k e^{z_k - m},
+
+    where the logarithm is taken as ``log1p`` of the sum without the
+    maximum's term, as in :func:`logsumexp`, so that the log-probability of
+    a confident prediction's top class is accurate relative to its size.
 
     Computing ``np.log(softmax(z))`` instead loses every probability that
     underflows to 0: its log becomes ``-inf`` although the true value is an
@@ -370,12 +425,12 @@ def log_softmax(logits: npt.ArrayLike, axis: int = -1) -> np.ndarray:
     def kernel(a: int, b: int, work: np.ndarray) -> None:
         locate = _locator("logits", lead, ax, a)
         block = rows[a:b]
-        m, s = shifted_exp_sum(block, dtype, locate, work)
+        m, log_s = shifted_log1p_sum(block, dtype, locate, work)
         # (z - m) - log(s), in this order: z - m is exact near the maximum,
         # whereas z - (m + log(s)) would round m + log(s) first.
         with np.errstate(over="ignore"):
             np.subtract(block, m[:, None], out=out[a:b])
-        out[a:b] -= np.log(s)[:, None]
+        out[a:b] -= log_s[:, None]
 
     stream_rows(n, c, dtype, kernel)
     return _from_rows(out, lead, ax, keep_class_axis=True)
