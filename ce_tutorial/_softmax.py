@@ -100,9 +100,9 @@ def shifted_log1p_sum(
     :func:`shifted_exp_sum`, and summed. Where that sum ``s`` is below 2, the
     row has exactly one term equal to 1.0 (a tie for the maximum, or a term
     within half an ulp of it, would give ``s >= 2``); that 1.0 is set to 0
-    (a multiplication by ``work < 1``, over the whole block for short rows
-    and over a copy of those rows for long ones) and the row summed again,
-    for ``log1p``. Rows with ``s >= 2`` keep ``log(s)``, which is accurate
+    (by a multiplication by ``work < 1`` over the whole block for short rows,
+    and through ``argmax`` of that row alone for long ones) and the row
+    summed again, for ``log1p``. Rows with ``s >= 2`` keep ``log(s)``, which is accurate
     relative to its size ``>= log(2)``. ``work`` (same shape as ``block``,
     of ``dtype``) is scratch space; the maxima validate the block, as in
     :func:`shifted_exp_sum`.
@@ -124,11 +124,11 @@ def shifted_log1p_sum(
         np.multiply(work, work < 1.0, out=work)
         r = row_sums(work)
         np.copyto(log_s, np.log1p(r, out=r), where=near)
-    else:  # long rows: copying the few rows that need it is cheap
-        rows = np.flatnonzero(near)
-        rest = work[rows]
-        np.multiply(rest, rest < 1.0, out=rest)
-        log_s[rows] = np.log1p(row_sums(rest))
+    else:  # long rows, so few of them: one at a time, in place
+        for i in np.flatnonzero(near):
+            row = work[i]
+            row[np.argmax(row)] = 0.0
+            log_s[i] = np.log1p(np.add.reduce(row))
     return m, log_s
 
 
