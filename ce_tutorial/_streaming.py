@@ -17,6 +17,18 @@ The result of a row never depends on the number of threads.
 :func:`set_num_threads` chooses how many threads to use, as
 ``torch.set_num_threads`` does for PyTorch.
 
+The pool is safe to share and to fork:
+
+- Calls from several threads at once share one pool. A call that needs more
+  workers than the pool has replaces it with a bigger one, but the old pool is
+  only retired: it is shut down when the last call still using it is done, so
+  :func:`set_num_threads` may run while other threads are inside a streamed
+  function.
+- A child made by ``os.fork`` (or ``multiprocessing`` with the fork start
+  method) does not inherit a usable pool: its worker threads stayed behind in
+  the parent. The child forgets the pool (``os.register_at_fork``) and makes
+  its own when it first needs one.
+
 References
 ----------
 .. [1] E. Wijmans, B. Huval, A. Hertzberg, V. Koltun and P. Krähenbühl,
