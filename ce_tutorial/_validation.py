@@ -150,8 +150,13 @@ def as_labels(y: npt.ArrayLike, name: str = "y") -> np.ndarray:
     the label, rather than a confusing "got dtype float64" later.
     """
     arr = as_array(y, name)
-    if not isinstance(y, np.ndarray) and arr.dtype.kind in "fO" and arr.size:
-        _check_python_integer_range(y, arr.shape, name)
+    if not isinstance(y, np.ndarray) and arr.size:
+        # Only an integer beyond int64 turns a list of integers into float64
+        # (then some |value| >= 2**63) or object: look closer only then.
+        with np.errstate(invalid="ignore"):
+            beyond = arr.dtype.kind == "f" and bool((np.abs(arr) >= 2.0**63).any())
+        if beyond or arr.dtype.kind == "O":
+            _check_python_integer_range(y, arr.shape, name)
     if arr.size == 0 and not isinstance(y, np.ndarray) and arr.dtype == np.float64:
         # ``np.asarray([])`` is float64, but an empty list holds no floats.
         arr = arr.astype(np.intp)
