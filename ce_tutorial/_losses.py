@@ -449,7 +449,15 @@ def cross_entropy_from_logits(
     :math:`(m_i - z_{i y_i}) + \operatorname{logsumexp}(z_i - m_i)`: two
     non-negative terms, so nothing cancels. That route also validates them.
 
-    For target distributions, every row takes the max-shifted route.
+    For target distributions, every row takes the max-shifted route. Where
+    :math:`m_i - z_{ij}` alone would overflow (logits near the dtype's
+    largest value, of both signs), the row is recomputed in halves, so that a
+    finite loss is never returned as ``inf``. Which classes carry target mass
+    is decided before the targets are cast to the logits' dtype: a weight of
+    ``1e-50`` on a masked class gives ``inf`` in float32 too.
+
+    Errors name the earliest bad row of ``logits`` or ``y``, whatever the
+    number of threads; on a tie, the logits'.
 
     See Also
     --------
