@@ -754,7 +754,7 @@ def _routes():
     y = rng.integers(0, 10, size=z64.shape[0])
     q = rng.uniform(size=z64.shape)
     q /= q.sum(axis=1, keepdims=True)
-    z32 = z64.astype(np.float32)
+    z32, q32 = z64.astype(np.float32), q.astype(np.float32)
     far64, far32 = z64 + 1000.0, z32 + np.float32(90.0)
     z3 = z64.reshape(2_000, 100, 10)
     routes = {
@@ -769,6 +769,7 @@ def _routes():
             far32,
         ),
         "targets_float64": (lambda: ct.cross_entropy_from_logits(z64, q), z64),
+        "targets_float32": (lambda: ct.cross_entropy_from_logits(z32, q32), z32),
     }
     for f in (ct.logsumexp, ct.log_softmax, ct.softmax):
         for axis in (0, 1, 2):
