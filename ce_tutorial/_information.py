@@ -10,21 +10,32 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from ._validation import as_array, check_probabilities, compute_dtype, sum_tolerance
+from ._validation import (
+    as_array,
+    check_probabilities,
+    compute_dtype,
+    find_value_error,
+    raise_first,
+    sum_tolerance,
+)
 
 __all__ = ["entropy", "kl_divergence"]
 
 
-def _prepare_distributions(p: npt.ArrayLike, name: str) -> np.ndarray:
-    """Validate probability distributions along the last axis of ``p``."""
+def _distributions(p: npt.ArrayLike, name: str) -> tuple[np.ndarray, float]:
+    """``p`` in its compute dtype, and its sum tolerance; values unchecked."""
     arr = as_array(p, name)
     dtype = compute_dtype(arr.dtype, name)
     if arr.ndim == 0 or arr.shape[-1] == 0:
         raise ValueError(
             f"{name} must hold distributions along its last axis, got shape {arr.shape}"
         )
-    tol = sum_tolerance(arr.dtype)
-    arr = arr.astype(dtype, copy=False)
+    return arr.astype(dtype, copy=False), sum_tolerance(arr.dtype)
+
+
+def _prepare_distributions(p: npt.ArrayLike, name: str) -> np.ndarray:
+    """Validate probability distributions along the last axis of ``p``."""
+    arr, tol = _distributions(p, name)
     check_probabilities(arr, name, tol)
     return arr
 
@@ -112,10 +123,12 @@ def kl_divergence(p: npt.ArrayLike, q: npt.ArrayLike) -> np.ndarray | np.floatin
     >>> print(round(kl_divergence([1.0, 0.0], [0.25, 0.75]), 8))
     1.38629436
     """
-    pa = _prepare_distributions(p, "p")
-    qa = _prepare_distributions(q, "q")
+    pa, p_tol = _distributions(p, "p")
+    qa, q_tol = _distributions(q, "q")
     if pa.shape != qa.shape:
         raise ValueError(f"p has shape {pa.shape} but q has shape {qa.shape}")
+    # The first bad row of either is reported; on a tie, p's.
+    raise_first(find_value_error(pa, "p", p_tol), find_value_error(qa, "q", q_tol))
     dtype = np.result_type(pa, qa)
     pa, qa = pa.astype(dtype, copy=False), qa.astype(dtype, copy=False)
     terms = pa * (_safe_log(pa) - _safe_log(qa))

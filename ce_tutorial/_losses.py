@@ -23,13 +23,19 @@ from ._validation import (
     as_array,
     as_labels,
     check_distributions,
+    check_label_dtype_and_shape,
     check_labels,
     check_matrix,
     check_mean_batch,
     check_num_classes,
+    check_one_hot_size,
     check_probabilities,
     check_reduction,
     compute_dtype,
+    find_label_error,
+    find_logit_error,
+    find_value_error,
+    raise_first,
     reduce,
     sum_tolerance,
 )
@@ -44,30 +50,43 @@ __all__ = [
 ]
 
 
-def _prepare_probabilities(y_hat: npt.ArrayLike, name: str = "y_hat") -> np.ndarray:
-    """Validate predicted probabilities of shape (n_samples, n_classes)."""
+def _probabilities(
+    y_hat: npt.ArrayLike, name: str = "y_hat"
+) -> tuple[np.ndarray, float]:
+    """Predicted probabilities in their compute dtype, and their sum tolerance.
+
+    Only the dtype and the shape (n_samples, n_classes) are checked here.
+    """
     p = as_array(y_hat, name)
     dtype = compute_dtype(p.dtype, name)
     check_matrix(p, name)
-    tol = sum_tolerance(p.dtype)
-    p = p.astype(dtype, copy=False)
+    return p.astype(dtype, copy=False), sum_tolerance(p.dtype)
+
+
+def _prepare_probabilities(y_hat: npt.ArrayLike, name: str = "y_hat") -> np.ndarray:
+    """Validate predicted probabilities of shape (n_samples, n_classes)."""
+    p, tol = _probabilities(y_hat, name)
     check_probabilities(p, name, tol)
     return p
 
 
 def _prepare_targets(
-    y: npt.ArrayLike, shape: tuple[int, int], name: str = "y"
+    y: npt.ArrayLike, shape: tuple[int, int], name: str = "y", *, values: bool = True
 ) -> np.ndarray:
     """Check ``y`` against predictions of ``shape``; return it as an array.
 
-    1-D ``y`` are integer labels and are validated here in full. 2-D ``y``
-    are target distributions; only their dtype and shape are checked here,
-    their values by :func:`_check_target_block`, so that the logits path can
-    check them one block at a time.
+    1-D ``y`` are integer labels; their dtype and shape are checked here, and
+    their values too unless ``values`` is false (the caller then checks them
+    with :func:`_raise_in_row_order`). 2-D ``y`` are target distributions;
+    only their dtype and shape are checked here, their values by
+    :func:`_check_target_block` or :func:`find_value_error`, so that the
+    logits path can check them one block at a time.
     """
     arr = as_labels(y, name)
     if arr.ndim == 1:
-        check_labels(arr, shape[0], shape[1], name)
+        check_label_dtype_and_shape(arr, shape[0], name)
+        if values:
+            check_labels(arr, shape[0], shape[1], name)
         return arr
     if arr.ndim == 2:
         compute_dtype(arr.dtype, name)
@@ -91,21 +110,71 @@ def _check_target_block(
     return q.astype(dtype, copy=False)
 
 
+def _target_error(q: np.ndarray, offset: int = 0, name: str = "y"):
+    """The first bad row of target distributions ``q``, as ``(row, error)``."""
+    return find_value_error(q, name, sum_tolerance(q.dtype), offset, upper=False)
+
+
+def _raise_in_row_order(z: np.ndarray, found, dtype: np.dtype) -> None:
+    """Raise the error of the earliest bad row: in ``logits`` or in ``found``.
+
+    ``found`` is ``(row, error)`` for the first bad target row, or None. A
+    bad logit in an earlier row (or the same row) is reported instead, so
+    that the error never depends on the order the arguments are checked in,
+    nor on how rows are cut into blocks and threads.
+    """
+    if found is None:
+        return
+    head = z[: found[0] + 1]
+    m = head.max(axis=1).astype(dtype, copy=False)  # NaN if the row has one
+    raise_first(find_logit_error(m, lambda i: f"logits[{i}]"), found)
+
+
+def _weighted_terms(
+    terms: np.ndarray, targets: np.ndarray, q: np.ndarray
+) -> np.ndarray:
+    """Multiply ``terms`` by target weights in place, ``0 * anything = 0``.
+
+    ``targets`` are the targets as given, ``q`` the same cast to the dtype of
+    ``terms``. Which entries carry mass is decided on ``targets``, before the
+    cast: a weight that the cast rounds to 0 (``1e-50`` in float32) still
+    makes an infinite term infinite, and its finite products are computed in
+    at least float64.
+    """
+    mass = targets > 0
+    terms[~mass] = 0.0  # 0 log 0 = 0, also where the term is infinite
+    with np.errstate(over="ignore"):  # a product beyond the dtype's range is inf
+        if targets.dtype.kind == "f" and targets.dtype.itemsize > q.dtype.itemsize:
+            lost = mass & (q == 0)
+            if lost.any():
+                wide = np.promote_types(targets.dtype, np.float64)
+                terms[lost] = targets[lost].astype(wide) * terms[lost].astype(wide)
+                np.multiply(terms, q, out=terms, where=~lost)
+                return terms
+        terms *= q
+    return terms
+
+
 def _labels_only(y: npt.ArrayLike, n_samples: int, n_classes: int) -> np.ndarray:
+    """Labels ``y`` of shape (n_samples,), dtype and shape checked, not values."""
     arr = as_labels(y, "y")
     if arr.ndim != 1:
         raise ValueError(
             f"y must be integer class labels of shape (n_samples,), got shape "
             f"{arr.shape}"
         )
-    check_labels(arr, n_samples, n_classes)
+    check_label_dtype_and_shape(arr, n_samples)
     return arr
 
 
 def _true_class_probabilities(y_hat: npt.ArrayLike, y: npt.ArrayLike) -> np.ndarray:
-    """Validate ``y_hat`` and labels ``y``; return ``y_hat[i, y[i]]``."""
-    p = _prepare_probabilities(y_hat)
+    """Validate ``y_hat`` and labels ``y``; return ``y_hat[i, y[i]]``.
+
+    The first bad row of either is reported; on a tie, ``y_hat``'s.
+    """
+    p, tol = _probabilities(y_hat)
     labels = _labels_only(y, *p.shape)
+    raise_first(find_value_error(p, "y_hat", tol), find_label_error(labels, p.shape[1]))
     return p[np.arange(p.shape[0]), labels]
 
 
@@ -130,8 +199,10 @@ def one_hot(y: npt.ArrayLike, num_classes: int) -> np.ndarray:
         If ``y`` is not integer (bool, float, strings) or ``num_classes`` is not
         an integer.
     ValueError
-        If ``y`` is not 1-D, a label is out of range (negative labels included),
-        or ``num_classes < 1``.
+        If ``y`` is not 1-D, a label is out of range (negative labels included,
+        and Python integers beyond int64), ``num_classes < 1``, or the result
+        would not fit in this machine's physical memory (the message names
+        ``num_classes`` and the bytes it would take).
 
     Examples
     --------
@@ -145,6 +216,7 @@ def one_hot(y: npt.ArrayLike, num_classes: int) -> np.ndarray:
     if labels.ndim != 1:
         raise ValueError(f"y must be 1-D, of shape (n_samples,), got {labels.shape}")
     check_labels(labels, labels.shape[0], c)
+    check_one_hot_size(labels.shape[0], c)
     encoded = np.zeros((labels.shape[0], c))
     encoded[np.arange(labels.shape[0]), labels] = 1.0
     return encoded
@@ -297,17 +369,22 @@ def cross_entropy(
     ValueError: y[1] = -1 is out of range for 3 classes (0 <= y < 3)
     """
     reduction = check_reduction(reduction)
-    p = _prepare_probabilities(y_hat)
-    targets = _prepare_targets(y, p.shape)
+    p, tol = _probabilities(y_hat)
+    targets = _prepare_targets(y, p.shape, values=False)
+    # The first bad row of either argument is reported; on a tie, y_hat's.
+    raise_first(
+        find_value_error(p, "y_hat", tol),
+        find_label_error(targets, p.shape[1])
+        if targets.ndim == 1
+        else _target_error(targets),
+    )
     with np.errstate(divide="ignore"):  # log(0) = -inf is the honest answer
         if targets.ndim == 1:
             losses = 0.0 - np.log(p[np.arange(p.shape[0]), targets])
         else:
-            q = _check_target_block(targets, p.dtype, 0)
             terms = 0.0 - np.log(p)
-            terms[q == 0] = 0.0  # 0 log 0 = 0, also where y_hat is 0
-            terms *= q
-            losses = terms.sum(axis=1)
+            q = targets.astype(p.dtype, copy=False)
+            losses = _weighted_terms(terms, targets, q).sum(axis=1)
     return reduce(losses, reduction)
 
 
@@ -372,7 +449,15 @@ def cross_entropy_from_logits(
     :math:`(m_i - z_{i y_i}) + \operatorname{logsumexp}(z_i - m_i)`: two
     non-negative terms, so nothing cancels. That route also validates them.
 
-    For target distributions, every row takes the max-shifted route.
+    For target distributions, every row takes the max-shifted route. Where
+    :math:`m_i - z_{ij}` alone would overflow (logits near the dtype's
+    largest value, of both signs), the row is recomputed in halves, so that a
+    finite loss is never returned as ``inf``. Which classes carry target mass
+    is decided before the targets are cast to the logits' dtype: a weight of
+    ``1e-50`` on a masked class gives ``inf`` in float32 too.
+
+    Errors name the earliest bad row of ``logits`` or ``y``, whatever the
+    number of threads; on a tie, the logits'.
 
     See Also
     --------
@@ -396,25 +481,65 @@ def cross_entropy_from_logits(
     z, dtype, _ = prepare_logits(logits, -1)
     check_matrix(z, "logits")
     n, c = z.shape
-    targets = _prepare_targets(y, (n, c))
+    targets = _prepare_targets(y, (n, c), values=False)
     if targets.ndim == 1:
+        _raise_in_row_order(z, find_label_error(targets, c), dtype)
         return reduce(_label_losses(z, targets, dtype), reduction)
     losses = np.empty(n, dtype=dtype)
 
     def kernel(a: int, b: int, w: np.ndarray) -> None:
         """The losses of rows a:b against target distributions."""
-        block = z[a:b]
-        m, log_s = shifted_log_sum(block, dtype, lambda i: f"logits[{a + i}]", w)
-        q = _check_target_block(targets[a:b], dtype, a)
+        block, qb, out = z[a:b], targets[a:b], losses[a:b]
+
+        def check(m: np.ndarray) -> None:
+            # The block's first bad row, of the logits or of the targets.
+            locate = lambda i: f"logits[{a + i}]"  # noqa: E731
+            raise_first(find_logit_error(m, locate, a), _target_error(qb, a))
+
+        m, log_s = shifted_log_sum(block, dtype, None, w, check=check)
+        q = qb.astype(dtype, copy=False)
         with np.errstate(over="ignore"):  # m - z may exceed the dtype's max
             np.subtract(m[:, None], block, out=w)  # +inf where masked
-        w += log_s[:, None]
-        w[q == 0] = 0.0  # a masked class with no target mass adds 0
-        w *= q
-        losses[a:b] = w.sum(axis=1)
+            w += log_s[:, None]
+        _weighted_terms(w, qb, q)  # a masked class with no target mass adds 0
+        with np.errstate(over="ignore"):
+            row_sums(w, out=out)
+        # A loss of inf is right only if a class with target mass is masked;
+        # otherwise m - z or a product overflowed on the way to a finite loss.
+        rows = np.flatnonzero(np.isinf(out))
+        if rows.size:
+            out[rows] = _halved_target_losses(
+                block[rows], qb[rows], m[rows], log_s[rows], dtype
+            )
 
     stream_rows(n, c, dtype, kernel)
     return reduce(losses, reduction)
+
+
+def _halved_target_losses(
+    block: np.ndarray,
+    targets: np.ndarray,
+    m: np.ndarray,
+    log_s: np.ndarray,
+    dtype: np.dtype,
+) -> np.ndarray:
+    r"""Target losses of a few rows whose direct form overflowed.
+
+    The loss :math:`\sum_j p_j (m - z_j + \log s)` is finite whenever no
+    class with target mass is masked, but ``m - z_j`` alone can exceed the
+    dtype's range: ``m = 1e308, z_j = -1e308``. Here it is computed as
+    ``2 * sum_j p_j (m/2 - z_j/2 + log(s)/2)``, where every halved term is
+    in range; halving a number this large is exact, and so is doubling the
+    sum back. The products are taken in at least float64, with the targets
+    as given. A loss that is still inf is beyond the dtype's range (or has a
+    masked class with target mass), and inf is its correctly rounded value.
+    """
+    wide = np.promote_types(np.promote_types(dtype, np.float64), targets.dtype)
+    zb = block.astype(dtype, copy=False)
+    with np.errstate(over="ignore"):
+        half = (m[:, None] / 2 - zb / 2) + (log_s[:, None] / 2)
+        terms = _weighted_terms(half.astype(wide), targets, targets.astype(wide))
+        return (2 * terms.sum(axis=1)).astype(dtype)
 
 
 def _label_losses(z: np.ndarray, labels: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -454,19 +579,24 @@ def _label_losses(z: np.ndarray, labels: np.ndarray, dtype: np.dtype) -> np.ndar
         # Overflow and NaN are not errors here: the checks below find them.
         with np.errstate(all="ignore"):
             np.exp(block, out=w, dtype=dtype)
-            true = block[rows, picked].astype(wide)  # the block is in cache now
+            # The block is in cache now. One vector of row length at a time,
+            # worked on in place, keeps the per-row scratch memory small.
+            x = block[rows, picked].astype(wide, copy=False)  # z_iy
             w[rows, picked] = 0.0
             row_sums(w, out=rest)
-            x = np.exp(-true)
-            x *= rest  # inf if the sum overflowed, NaN if it holds NaN
             # NaN fails every comparison, so a row holding one is never exact.
-            exact = (np.abs(true) <= true_limit) & (rest >= sum_floor)
+            exact = rest >= sum_floor
+            exact &= x <= true_limit
+            exact &= x >= -true_limit
+            np.negative(x, out=x)
+            np.exp(x, out=x)
+            x *= rest  # inf if the sum overflowed, NaN if it holds NaN
             exact &= x <= wide_max
             np.log1p(x, out=rest)
         if not exact.all():
             bad = np.flatnonzero(~exact)
             rest[bad] = _shifted_label_losses(
-                block[bad], picked[bad], dtype, lambda i: f"logits[{a + bad[i]}]"
+                block, bad, picked[bad], dtype, lambda i: f"logits[{a + bad[i]}]", w
             )
 
     stream_rows(n, c, dtype, kernel)
@@ -474,17 +604,33 @@ def _label_losses(z: np.ndarray, labels: np.ndarray, dtype: np.dtype) -> np.ndar
 
 
 def _shifted_label_losses(
-    block: np.ndarray, labels: np.ndarray, dtype: np.dtype, locate
+    block: np.ndarray,
+    rows: np.ndarray,
+    labels: np.ndarray,
+    dtype: np.dtype,
+    locate,
+    work: np.ndarray,
 ) -> np.ndarray:
-    """The losses of a few rows, shifted by their maxima; validates the rows.
+    """The losses of rows ``rows`` of ``block``, shifted by their maxima.
 
-    The loss is ``(m - z[y]) + (logsumexp(z) - m)``: two terms that are never
-    negative, so nothing cancels, and the second is accurate relative to its
-    size (see :func:`shifted_log_sum`), as the whole loss is when the true
-    class has the maximum and the first term is 0.
+    Validates those rows. The loss is ``(m - z[y]) + (logsumexp(z) - m)``:
+    two terms that are never negative, so nothing cancels, and the second is
+    accurate relative to its size (see :func:`shifted_log_sum`), as the whole
+    loss is when the true class has the maximum and the first term is 0.
+
+    The rows are gathered into ``work`` (the block's scratch buffer, free
+    again once the fast route is done with it) and worked on in place there,
+    so that a block whose rows all take this route needs no more memory than
+    one whose rows take none.
     """
-    m, log_s = shifted_log_sum(block, dtype, locate, np.empty(block.shape, dtype))
-    true = block[np.arange(block.shape[0]), labels].astype(dtype, copy=False)
+    k = rows.size
+    true = block[rows, labels].astype(dtype, copy=False)
+    own = work[:k]
+    if block.dtype == dtype:
+        np.take(block, rows, axis=0, out=own, mode="clip")  # in range: no buffer
+    else:
+        own[...] = block[rows]
+    m, log_s = shifted_log_sum(own, dtype, locate, own)  # m is not a view
     with np.errstate(over="ignore"):  # a gap beyond the dtype's range is inf
         return (m - true) + log_s
 
@@ -537,7 +683,12 @@ def cross_entropy_grad(
     z, _, _ = prepare_logits(logits, -1)
     check_matrix(z, "logits")
     n, c = z.shape
-    targets = _prepare_targets(y, (n, c))
+    targets = _prepare_targets(y, (n, c), values=False)
+    dtype = compute_dtype(z.dtype, "logits")
+    if targets.ndim == 1:
+        _raise_in_row_order(z, find_label_error(targets, c), dtype)
+    else:
+        _raise_in_row_order(z, _target_error(targets), dtype)
     check_mean_batch(reduction, n)
     grad = softmax(z, axis=-1)
     rows = np.arange(n)
@@ -551,12 +702,13 @@ def cross_entropy_grad(
             )
         grad[rows, targets] -= 1
     else:
-        q = _check_target_block(targets, grad.dtype, 0)
-        masked = (q > 0) & np.isneginf(z)
+        q = targets.astype(grad.dtype, copy=False)
+        # Mass is judged before the cast: 1e-50 is mass, even in float32.
+        masked = (targets > 0) & np.isneginf(z)
         if masked.any():
             i, j = np.unravel_index(int(np.argmax(masked)), masked.shape)
             raise ValueError(
-                f"logits[{i}, {j}] is -inf but y[{i}, {j}] = {q[i, j]} > 0: "
+                f"logits[{i}, {j}] is -inf but y[{i}, {j}] = {targets[i, j]} > 0: "
                 f"the loss is infinite and has no gradient"
             )
         grad *= q.sum(axis=1, keepdims=True)

@@ -17,6 +17,18 @@ The result of a row never depends on the number of threads.
 :func:`set_num_threads` chooses how many threads to use, as
 ``torch.set_num_threads`` does for PyTorch.
 
+The pool is safe to share and to fork:
+
+- Calls from several threads at once share one pool. A call that needs more
+  workers than the pool has replaces it with a bigger one, but the old pool is
+  only retired: it is shut down when the last call still using it is done, so
+  :func:`set_num_threads` may run while other threads are inside a streamed
+  function.
+- A child made by ``os.fork`` (or ``multiprocessing`` with the fork start
+  method) does not inherit a usable pool: its worker threads stayed behind in
+  the parent. The child forgets the pool (``os.register_at_fork``) and makes
+  its own when it first needs one.
+
 References
 ----------
 .. [1] E. Wijmans, B. Huval, A. Hertzberg, V. Koltun and P. Krähenbühl,
@@ -43,19 +55,50 @@ __all__ = ["get_num_threads", "set_num_threads"]
 # KiB of L2 per core, 8 MiB of shared L3), 1 MiB measured fastest: 256 and 512
 # KiB cost 2-10% more, most with two threads, and 2 MiB was no better.
 BLOCK_BYTES = 1 << 20
-# All the threads' buffers together hold at most 1/MAX_BLOCK_FRACTION of the
+# All the threads' blocks together hold at most 1/MAX_BLOCK_FRACTION of the
 # rows. For small inputs that bound decides the block size, and keeps the extra
-# memory of the streaming loss (the buffers, the N losses and a few vectors of
-# block length) under a quarter of the logits from ten classes up.
-MAX_BLOCK_FRACTION = 16
+# memory of the streaming loss under a quarter of the logits from ten classes
+# up, on every route: the N losses (a tenth of ten-class logits), the buffers,
+# and the vectors of block length (true-class logits, row maxima, indices,
+# several of them 8 bytes a row even for float32 logits of 40 bytes a row). At
+# 16 the rows that all take the loss's fallback route needed up to 0.36x.
+MAX_BLOCK_FRACTION = 32
 # Below this many elements per thread, starting threads costs more than it
 # saves: the work runs on the calling thread.
 MIN_ELEMENTS_PER_THREAD = 1 << 17
 
 _num_threads: int | None = None  # None: one per CPU this process may use
-_pool: ThreadPoolExecutor | None = None
-_pool_size = 0
+
+
+class _Pool:
+    """A thread pool and the number of calls that are using it right now."""
+
+    def __init__(self, size: int) -> None:
+        self.executor = ThreadPoolExecutor(size, thread_name_prefix="ce_tutorial")
+        self.size = size
+        self.users = 0
+        self.retired = False
+
+
+_pool: _Pool | None = None
+_pool_pid = os.getpid()
 _pool_lock = threading.Lock()
+
+
+def _reset_after_fork() -> None:
+    """Forget the parent's pool in a forked child.
+
+    Only the thread that called ``fork`` exists in the child: the pool's
+    workers, and any lock they held, stay behind in the parent. A child that
+    submitted to the inherited pool would wait forever, so it starts afresh
+    and makes its own pool when it first needs one.
+    """
+    global _pool, _pool_lock, _pool_pid
+    _pool, _pool_lock, _pool_pid = None, threading.Lock(), os.getpid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def _available_cpus() -> int:
@@ -147,16 +190,37 @@ def set_num_threads(n_threads: int | None) -> int:
     return previous
 
 
-def _executor(n_threads: int) -> ThreadPoolExecutor:
-    """A pool of worker threads, created once and grown when more are asked for."""
-    global _pool, _pool_size
+def _acquire(n_threads: int) -> _Pool:
+    """A pool of at least ``n_threads`` workers, held until :func:`_release`.
+
+    The pool is created once and replaced by a bigger one when more threads
+    are asked for. A replaced pool is only retired: it is shut down when the
+    last call using it releases it, so that growing the pool (or
+    :func:`set_num_threads` racing with calls in other threads) never breaks a
+    call in flight. A pool inherited through ``fork`` is never used (see
+    :func:`_reset_after_fork`; the process id is checked too, for forks that
+    bypass the hook).
+    """
+    global _pool, _pool_pid
     with _pool_lock:
-        if _pool is None or _pool_size < n_threads:
-            if _pool is not None:
-                _pool.shutdown(wait=False)
-            _pool = ThreadPoolExecutor(n_threads, thread_name_prefix="ce_tutorial")
-            _pool_size = n_threads
+        if _pool_pid != os.getpid():
+            _pool, _pool_pid = None, os.getpid()
+        if _pool is None or _pool.size < n_threads:
+            old, _pool = _pool, _Pool(n_threads)
+            if old is not None:
+                old.retired = True
+                if old.users == 0:
+                    old.executor.shutdown(wait=False)
+        _pool.users += 1
         return _pool
+
+
+def _release(pool: _Pool) -> None:
+    """Stop using ``pool``; shut it down if it was retired and is now idle."""
+    with _pool_lock:
+        pool.users -= 1
+        if pool.retired and pool.users == 0:
+            pool.executor.shutdown(wait=False)
 
 
 def block_size(n_rows: int, n_cols: int, itemsize: int, n_threads: int = 1) -> int:
@@ -211,10 +275,14 @@ def stream_rows(
     # Stripe k gets the k-th of n_threads nearly equal runs of blocks.
     bounds = np.linspace(0, len(starts), n_threads + 1).round().astype(int)
     stripes = [starts[i:j] for i, j in itertools.pairwise(bounds)]
-    futures = [_executor(n_threads).submit(walk, s) for s in stripes]
-    # Wait for every stripe, then raise from the first one that failed: the
-    # stripes are in row order, so that is the first bad row.
-    errors = [f.exception() for f in futures]
+    pool = _acquire(n_threads)
+    try:
+        futures = [pool.executor.submit(walk, s) for s in stripes]
+        # Wait for every stripe, then raise from the first one that failed:
+        # the stripes are in row order, so that is the first bad row.
+        errors = [f.exception() for f in futures]
+    finally:
+        _release(pool)
     for error in errors:
         if error is not None:
             raise error

@@ -12,6 +12,8 @@ value that breaks the contract raises, it is never silently changed.
 from __future__ import annotations
 
 import numbers
+import os
+from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
@@ -30,11 +32,27 @@ def _shift(index: tuple, offset: int) -> tuple:
 
 
 def as_array(x: npt.ArrayLike, name: str) -> np.ndarray:
-    """Convert ``x`` to an ndarray, naming ``name`` when that is impossible."""
+    """Convert ``x`` to a plain ndarray, naming ``name`` when that is impossible.
+
+    Subclasses (``np.matrix``, ``np.memmap``) become plain arrays, so that a
+    result has the shape the docstring promises. A masked array that hides
+    any entry raises ``ValueError``: its hidden values are still in memory,
+    and computing on them would silently answer a different question. (A
+    masked array with nothing masked is just its data.)
+    """
+    if isinstance(x, np.ma.MaskedArray) and np.ma.is_masked(x):
+        hidden = int(np.ma.count_masked(x))
+        raise ValueError(
+            f"{name} is a masked array with {hidden} masked "
+            f"entr{'y' if hidden == 1 else 'ies'}; ce_tutorial does not honour "
+            f"masks and never computes on hidden values: pass {name}.filled(...) "
+            f"or drop the masked rows (for logits, filling with -inf masks a class)"
+        )
     try:
-        return np.asarray(x)
+        arr = np.asarray(x)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{name} could not be read as an array: {exc}") from None
+    return arr if type(arr) is np.ndarray else arr.view(np.ndarray)
 
 
 def compute_dtype(dtype: np.dtype, name: str) -> np.dtype:
@@ -42,10 +60,12 @@ def compute_dtype(dtype: np.dtype, name: str) -> np.dtype:
 
     Integers compute in float64, float16 in float32 (so that ``exp(12)`` does
     not overflow), and float32/float64/longdouble in themselves. bool, complex,
-    strings and objects are not real numbers and raise ``TypeError``.
+    strings, objects, structured records, datetimes and timedeltas are not
+    real numbers and raise ``TypeError`` (NumPy counts ``timedelta64`` as an
+    integer type, so it is tested by kind first).
     """
-    if dtype == np.bool_:
-        raise TypeError(f"{name} must hold real numbers, got dtype bool")
+    if dtype.kind not in "iuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {dtype}")
     if np.issubdtype(dtype, np.integer):
         return np.dtype(np.float64)
     if np.issubdtype(dtype, np.floating):
@@ -123,22 +143,71 @@ def check_matrix(x: np.ndarray, name: str) -> None:
 
 
 def as_labels(y: npt.ArrayLike, name: str = "y") -> np.ndarray:
-    """Convert ``y`` to an array; an empty Python sequence becomes integer."""
+    """Convert ``y`` to an array; an empty Python sequence becomes integer.
+
+    A Python integer beyond the int64 range makes NumPy store the whole
+    sequence as float64 or object; that raises ``ValueError`` here, naming
+    the label, rather than a confusing "got dtype float64" later.
+    """
     arr = as_array(y, name)
+    if not isinstance(y, np.ndarray) and arr.size:
+        # Only an integer beyond int64 turns a list of integers into float64
+        # (then some |value| >= 2**63) or object: look closer only then.
+        with np.errstate(invalid="ignore"):
+            beyond = arr.dtype.kind == "f" and bool((np.abs(arr) >= 2.0**63).any())
+        if beyond or arr.dtype.kind == "O":
+            _check_python_integer_range(y, arr.shape, name)
     if arr.size == 0 and not isinstance(y, np.ndarray) and arr.dtype == np.float64:
         # ``np.asarray([])`` is float64, but an empty list holds no floats.
         arr = arr.astype(np.intp)
     return arr
 
 
-def check_labels(y: np.ndarray, n_samples: int, n_classes: int, name: str = "y"):
-    """``y`` must hold integer labels of shape (n_samples,) in [0, n_classes).
+def _check_python_integer_range(y: object, shape: tuple[int, ...], name: str):
+    """Raise if ``y`` is all Python integers, some beyond the int64 range."""
+    try:
+        values = np.empty(shape, dtype=object)
+        values[...] = y
+    except (ValueError, TypeError):  # not a regular nested sequence
+        return
+    flat = values.ravel()
+    if not all(
+        isinstance(v, numbers.Integral) and not isinstance(v, bool | np.bool_)
+        for v in flat
+    ):
+        return
+    info = np.iinfo(np.int64)
+    for k, v in enumerate(flat):
+        if not info.min <= v <= info.max:
+            where = format_index(np.unravel_index(k, shape))
+            raise ValueError(
+                f"{name}{where} = {int(v)} is out of the integer range of labels "
+                f"({info.min} <= {name} <= {info.max})"
+            )
 
-    A negative label is an error, never an index from the end: the classic
-    one-liner ``y_hat[range(len(y_hat)), y]`` silently reads the last class
-    for ``y = -1``.
+
+def find_label_error(
+    y: np.ndarray, n_classes: int, name: str = "y"
+) -> tuple[int, ValueError] | None:
+    """The first label of ``y`` (1-D, integer) outside ``[0, n_classes)``.
+
+    Returns ``(i, error)`` for the first bad label ``y[i]``, or None.
     """
-    if y.dtype == np.bool_ or not np.issubdtype(y.dtype, np.integer):
+    if y.size == 0:
+        return None
+    bad = (y < 0) | (y >= n_classes)
+    if not bad.any():
+        return None
+    i = int(np.argmax(bad))
+    return i, ValueError(
+        f"{name}[{i}] = {y[i]} is out of range for {n_classes} classes "
+        f"(0 <= {name} < {n_classes})"
+    )
+
+
+def check_label_dtype_and_shape(y: np.ndarray, n_samples: int, name: str = "y"):
+    """``y`` must hold integers (not bool, not timedelta) of shape (n_samples,)."""
+    if y.dtype.kind not in "iu":
         raise TypeError(
             f"{name} must hold integer class labels, got dtype {y.dtype} "
             f"(pass target distributions as a 2-D array of shape (n_samples, "
@@ -149,51 +218,139 @@ def check_labels(y: np.ndarray, n_samples: int, n_classes: int, name: str = "y")
             f"{name} has shape {y.shape}, but there are {n_samples} samples: "
             f"expected shape ({n_samples},)"
         )
-    if n_samples == 0:
-        return
-    bad = (y < 0) | (y >= n_classes)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
+
+
+def check_labels(y: np.ndarray, n_samples: int, n_classes: int, name: str = "y"):
+    """``y`` must hold integer labels of shape (n_samples,) in [0, n_classes).
+
+    A negative label is an error, never an index from the end: the classic
+    one-liner ``y_hat[range(len(y_hat)), y]`` silently reads the last class
+    for ``y = -1``.
+    """
+    check_label_dtype_and_shape(y, n_samples, name)
+    raise_first(find_label_error(y, n_classes, name))
+
+
+def raise_first(*found: tuple[int, Exception] | None) -> None:
+    """Raise the error of the lowest row among ``found``; None entries pass.
+
+    Every ``find_*`` helper returns ``(row, error)`` or None. When two
+    arguments are bad, the error reported is the one in the earliest row, so
+    it never depends on how the rows were cut into blocks or threads; a tie
+    goes to the earlier argument in ``found``.
+    """
+    best = None
+    for item in found:
+        if item is not None and (best is None or item[0] < best[0]):
+            best = item
+    if best is not None:
+        raise best[1]
+
+
+def check_one_hot_size(n_samples: int, num_classes: int) -> None:
+    """Refuse a one-hot matrix larger than this machine's memory.
+
+    The rule: ``n_samples * num_classes`` float64 entries must fit in NumPy's
+    index range and in the physical memory (``os.sysconf``; where that is not
+    available, only the index range applies). Anything larger could never be
+    allocated, or would swap the machine to a halt before failing, so it is a
+    ``ValueError`` naming ``num_classes`` and the bytes it would take.
+    """
+    entries = n_samples * num_classes
+    size = entries * 8
+    limit = np.iinfo(np.intp).max
+    what = "NumPy's largest array"
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        memory = 0
+    if 0 < memory < limit:
+        limit, what = memory, f"this machine's memory ({memory:,} bytes)"
+    if entries > np.iinfo(np.intp).max or size > limit:
         raise ValueError(
-            f"{name}[{i}] = {y[i]} is out of range for {n_classes} classes "
-            f"(0 <= {name} < {n_classes})"
+            f"num_classes = {num_classes} would make a one-hot matrix of "
+            f"{n_samples} x {num_classes} float64 entries, {size:,} bytes, more "
+            f"than {what}"
         )
 
 
-def _raise_at_first(
-    bad: np.ndarray, x: np.ndarray, name: str, offset: int, why: str
-) -> None:
-    """Raise ``ValueError("name[i, j] = value why")`` at the first True of ``bad``."""
-    if bad.any():
-        idx = np.unravel_index(int(np.argmax(bad)), x.shape)
-        raise ValueError(f"{name}{format_index(_shift(idx, offset))} = {x[idx]} {why}")
+def find_value_error(
+    p: np.ndarray,
+    name: str,
+    tol: float,
+    offset: int = 0,
+    *,
+    upper: bool = True,
+) -> tuple[int, ValueError] | None:
+    """The first row of ``p`` (rows along the last axis) that is no distribution.
+
+    Returns ``(row, error)`` or None, where ``row`` counts rows of the
+    flattened leading axes, plus ``offset``. Within a row the checks run in
+    this order: an entry not finite, an entry below 0, an entry above 1 (if
+    ``upper``), and the row's sum further than ``tol`` from 1. ``p`` must
+    already be a floating array.
+    """
+    if p.ndim == 0 or p.size == 0:
+        return None
+    lead = p.shape[:-1]
+    flat = p.reshape(-1, p.shape[-1])
+    # Overflow of a sum, and inf - inf, only make a row's sum wrong, and a
+    # wrong sum is what the check reports: no warning may leak.
+    with np.errstate(over="ignore", invalid="ignore"):
+        sums = flat.sum(axis=-1)
+        sum_ok = np.abs(sums - 1) <= tol  # False for NaN
+    finite = np.isfinite(flat)
+    entry_bad = ~finite
+    entry_bad |= flat < 0
+    if upper:
+        entry_bad |= flat > 1
+    row_bad = entry_bad.any(axis=-1)
+    row_bad |= ~sum_ok
+    if not row_bad.any():
+        return None
+    r = int(np.argmax(row_bad))
+    row = flat[r]
+    lead_index = np.unravel_index(r, lead) if lead else ()
+    rule = (
+        "probabilities must lie in [0, 1]"
+        if upper
+        else "target distributions must be non-negative"
+    )
+    checks = [(~finite[r], "is not finite"), (row < 0, f"is negative; {rule}")]
+    if upper:
+        checks.append((row > 1, f"is greater than 1; {rule}"))
+    for bad, why in checks:
+        if bad.any():
+            j = int(np.argmax(bad))
+            where = format_index(_shift((*lead_index, j), offset))
+            return r + offset, ValueError(f"{name}{where} = {row[j]} {why}")
+    where = format_index(_shift(lead_index, offset)) if lead else ""
+    return r + offset, ValueError(
+        f"{name}{where} sums to {sums[r]}, not 1 (tolerance {tol:.1e}); "
+        f"each row must be a probability distribution"
+    )
 
 
 def check_probabilities(p: np.ndarray, name: str, tol: float, offset: int = 0) -> None:
     """Rows of ``p`` along the last axis must be distributions.
 
     Every entry finite and within [0, 1], and every row summing to 1 within
-    ``tol``. ``p`` must already be a floating array.
+    ``tol``. ``p`` must already be a floating array. The first bad row is
+    reported (see :func:`find_value_error`).
     """
-    _raise_at_first(~np.isfinite(p), p, name, offset, "is not finite")
-    rule = "probabilities must lie in [0, 1]"
-    _raise_at_first(p < 0, p, name, offset, f"is negative; {rule}")
-    _raise_at_first(p > 1, p, name, offset, f"is greater than 1; {rule}")
-    check_row_sums(p, name, tol, offset)
+    raise_first(find_value_error(p, name, tol, offset))
 
 
 def check_distributions(q: np.ndarray, name: str, tol: float, offset: int = 0) -> None:
     """Rows of ``q`` must be finite, non-negative and sum to 1 within ``tol``."""
-    _raise_at_first(~np.isfinite(q), q, name, offset, "is not finite")
-    rule = "target distributions must be non-negative"
-    _raise_at_first(q < 0, q, name, offset, f"is negative; {rule}")
-    check_row_sums(q, name, tol, offset)
+    raise_first(find_value_error(q, name, tol, offset, upper=False))
 
 
 def check_row_sums(p: np.ndarray, name: str, tol: float, offset: int = 0) -> None:
     """Every row of ``p`` (along the last axis) sums to 1 within ``tol``."""
-    sums = p.sum(axis=-1)
-    bad = np.abs(sums - 1) > tol
+    with np.errstate(over="ignore", invalid="ignore"):  # see find_value_error
+        sums = p.sum(axis=-1)
+        bad = ~(np.abs(sums - 1) <= tol)
     if np.any(bad):
         idx = np.unravel_index(int(np.argmax(bad)), sums.shape)
         where = format_index(_shift(idx, offset)) if idx else ""
@@ -203,22 +360,38 @@ def check_row_sums(p: np.ndarray, name: str, tol: float, offset: int = 0) -> Non
         )
 
 
-def check_row_maxima(m: np.ndarray, locate) -> None:
-    """Validate logits from their row maxima, which costs no extra pass.
+def find_logit_error(
+    m: np.ndarray, locate: Callable[[int], str], offset: int = 0
+) -> tuple[int, ValueError] | None:
+    """The first bad row of logits, found from the row maxima ``m``.
 
     A row's maximum is NaN if the row holds a NaN, ``+inf`` if it holds
     ``+inf`` (and no NaN), and ``-inf`` only if every entry is ``-inf``.
     ``-inf`` elsewhere is allowed: it marks a masked class. ``locate(i)``
-    names row ``i`` of the block, e.g. ``"logits[3]"``.
+    names row ``i`` of ``m``, e.g. ``"logits[3]"``. Returns
+    ``(offset + i, error)`` for the first bad row ``i``, or None.
     """
-    if np.isfinite(m).all():
-        return
-    i = int(np.argmin(np.isfinite(m)))
+    finite = np.isfinite(m)
+    if finite.all():
+        return None
+    i = int(np.argmin(finite))
     where, value = locate(i), m[i]
     if np.isnan(value):
-        raise ValueError(f"{where} contains NaN")
-    if value > 0:
-        raise ValueError(
+        error = ValueError(f"{where} contains NaN")
+    elif value > 0:
+        error = ValueError(
             f"{where} contains +inf; logits must be finite or -inf (a masked class)"
         )
-    raise ValueError(f"{where} is -inf in every class, so its softmax is undefined")
+    else:
+        error = ValueError(
+            f"{where} is -inf in every class, so its softmax is undefined"
+        )
+    return offset + i, error
+
+
+def check_row_maxima(m: np.ndarray, locate: Callable[[int], str]) -> None:
+    """Validate logits from their row maxima, which costs no extra pass.
+
+    See :func:`find_logit_error`; this raises its error, if any.
+    """
+    raise_first(find_logit_error(m, locate))

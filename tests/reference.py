@@ -72,3 +72,31 @@ def ulp_error_bound(
         error = float(abs(mpmath.mpf(float(ours)) - ref))
         scale = float(max(abs(ref), abs(lse_ref), mpmath.mpf(1)))
     return error, k * float(np.finfo(dtype).eps) * scale
+
+
+def log1p_rows(z: np.ndarray) -> tuple[list[mpmath.mpf], list[list[mpmath.mpf]]]:
+    """``logsumexp`` and ``log_softmax`` of every row, accurate relative to size.
+
+    With ``m`` a row's maximum (at index ``k``) and ``t_j = z_j - m`` (exact
+    at 50 digits), ``log_s = log1p(sum_{j != k} exp(t_j))``; then
+    ``logsumexp = m + log_s`` and ``log_softmax_j = t_j - log_s``. Unlike
+    :func:`logsumexp_rows`, a tiny ``log_s`` keeps all its digits, so these
+    stay references for the top log-probability of a confident row.
+    """
+    with mpmath.workdps(DIGITS):
+        lse, lp = [], []
+        for row in z:
+            v = [mpmath.mpf(float(x)) if np.isfinite(x) else None for x in row]
+            finite = [x for x in v if x is not None]
+            m = max(finite)
+            k = v.index(m)
+            log_s = mpmath.log1p(
+                mpmath.fsum(
+                    mpmath.exp(x - m)
+                    for j, x in enumerate(v)
+                    if j != k and x is not None
+                )
+            )
+            lse.append(m + log_s)
+            lp.append([(x - m) - log_s if x is not None else -mpmath.inf for x in v])
+        return lse, lp

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from ce_tutorial import log_softmax, logsumexp, softmax
 
 from . import strategies as cst
-from .reference import log_softmax_rows, logsumexp_rows, ulp_error_bound
+from .reference import log1p_rows, log_softmax_rows, logsumexp_rows, ulp_error_bound
 
 SOFTMAX_FAMILY = [softmax, log_softmax, logsumexp]
 family = pytest.mark.parametrize("f", SOFTMAX_FAMILY, ids=lambda f: f.__name__)
@@ -367,3 +367,61 @@ def test_logsumexp_and_log_softmax_agree_with_mpmath(dtype, data):
         for j in range(z.shape[1]):
             error, bound_ = ulp_error_bound(lp[i, j], ref_lp[i][j], ref_lse[i], dtype)
             assert error <= bound_, (i, j, lp[i, j], ref_lp[i][j])
+
+
+# --- relative accuracy of confident rows (the log1p form) ---------------------------
+
+
+@pytest.mark.parametrize("n_classes", [2, 10, 100, 5000])
+@pytest.mark.parametrize(
+    ("dtype", "margin"), [(np.float64, 40.0), (np.float32, 16.0)], ids=["f64", "f32"]
+)
+def test_confident_rows_are_accurate_relative_to_their_size(dtype, margin, n_classes):
+    """The top log-probability of a confident row, and a logsumexp near 0, are
+    tiny numbers; both must be right to a few ulps of themselves, not of 1.
+    (``log`` of a sum that holds the maximum's 1 gives 0 or a multiple of eps.)
+    """
+    rng = np.random.default_rng(n_classes)
+    z = rng.normal(size=(12, n_classes))
+    top = rng.integers(0, n_classes, size=12)
+    z[np.arange(12), top] = 0.0
+    z -= margin  # the top class at 0, every other below -margin + a few
+    z[np.arange(12), top] = 0.0
+    z = z.astype(dtype)
+    lse, lp = logsumexp(z), log_softmax(z)
+    ref_lse, ref_lp = log1p_rows(z)
+    eps = float(np.finfo(dtype).eps)
+    for i in range(12):
+        true_top = float(ref_lp[i][top[i]])
+        assert 0 < -true_top < 1e-2  # small: ulps of 1 would be too coarse
+        assert abs(float(lp[i, top[i]]) - true_top) <= 4 * eps * abs(true_top)
+        assert abs(float(lse[i]) - float(ref_lse[i])) <= 4 * eps * float(ref_lse[i])
+
+
+@pytest.mark.parametrize("f", [logsumexp, log_softmax], ids=lambda f: f.__name__)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_ties_and_near_ties_for_the_maximum(f, dtype):
+    # Rows whose exponential sum is 2 or more keep log(s): ties, exact or
+    # within half an ulp, must not be mistaken for the single maximum.
+    near = np.nextafter(dtype(0), dtype(-1))
+    z = np.array([[0, 0, -50], [0, near, -50], [0, -1e-30, -50]], dtype=dtype)
+    ref_lse, ref_lp = log1p_rows(z)
+    got = f(z)
+    refs = ref_lse if f is logsumexp else ref_lp
+    eps = float(np.finfo(dtype).eps)
+    for got_row, ref_row in zip(np.atleast_2d(got.T).T, refs, strict=True):
+        for g, r in zip(np.atleast_1d(got_row), np.atleast_1d(ref_row), strict=True):
+            r = float(r)
+            assert abs(float(g) - r) <= 4 * eps * max(abs(r), 1e-300) or r == g
+
+
+@pytest.mark.parametrize("f", SOFTMAX_FAMILY, ids=lambda f: f.__name__)
+def test_a_middle_axis_gives_what_the_moved_copy_gives(f):
+    # The middle axis cannot be viewed as rows: blocks are gathered one by one.
+    z = np.random.default_rng(3).normal(size=(7, 300, 11)) * 4
+    got = f(z, axis=1)
+    moved = np.ascontiguousarray(np.moveaxis(z, 1, -1))
+    want = f(moved, axis=-1)
+    if f is not logsumexp:
+        want = np.moveaxis(want, -1, 1)
+    np.testing.assert_array_equal(got, want, strict=True)

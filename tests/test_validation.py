@@ -473,3 +473,67 @@ def test_python_lists_are_accepted(f, args):
     expected = f(*args)
     got = f(*as_lists)
     np.testing.assert_array_equal(got, expected, strict=True)
+
+
+# --- the earliest bad row, across arguments (issue 10) ------------------------------
+
+
+def test_the_earliest_bad_row_wins_between_predictions_and_labels():
+    y_hat = Y_HAT.copy()
+    y_hat[1] = [0.5, 0.5, 0.5]  # row 1 sums to 1.5
+    with pytest.raises(ValueError, match=r"y\[0\] = 7 is out of range"):
+        ct.cross_entropy(y_hat, [7, 0])
+    with pytest.raises(ValueError, match=r"y_hat\[1\] sums to 1.5"):
+        ct.cross_entropy(y_hat, [0, 7])
+    # A tie goes to the first argument.
+    with pytest.raises(ValueError, match=r"y_hat\[1\] sums to 1.5"):
+        ct.likelihood(y_hat, [0, -1])
+
+
+def test_the_earliest_bad_row_wins_between_predictions_and_targets():
+    y_hat = Y_HAT.copy()
+    y_hat[1, 0] = -0.2
+    q = Q.copy()
+    q[0] = [0.5, 0.5, 0.5]
+    with pytest.raises(ValueError, match=r"y\[0\] sums to 1.5"):
+        ct.cross_entropy(y_hat, q)
+    with pytest.raises(ValueError, match=r"y_hat\[1, 0\] = -0.2 is negative"):
+        ct.cross_entropy(y_hat, Q)
+
+
+def test_within_a_row_a_non_finite_entry_is_named_before_a_negative_one():
+    with pytest.raises(ValueError, match=r"p\[0, 2\] = nan is not finite"):
+        ct.entropy([[-0.5, 0.5, np.nan], [2.0, 0.0, 0.0]])
+
+
+def test_kl_names_the_earliest_bad_row_of_p_or_q():
+    p = np.array([[0.5, 0.5], [0.5, 0.5]])
+    with pytest.raises(ValueError, match=r"q\[0, 1\] = 2.0 is greater than 1"):
+        ct.kl_divergence([[0.5, 0.5], [0.5, 0.7]], [[0.5, 2.0], [0.5, 0.5]])
+    with pytest.raises(ValueError, match=r"p\[1\] sums to 1.2"):
+        ct.kl_divergence([[0.5, 0.5], [0.5, 0.7]], p)
+
+
+# --- dtypes and array types that are not plain real arrays -------------------------
+
+
+@pytest.mark.parametrize("dtype", ["m8[s]", "M8[s]"])
+def test_datetimes_and_timedeltas_are_not_real_numbers(dtype):
+    with pytest.raises(TypeError, match=r"logits must hold real numbers, got dtype"):
+        ct.logsumexp(np.zeros(3, dtype=dtype))
+    with pytest.raises(TypeError, match=r"y must hold integer class labels"):
+        ct.one_hot(np.zeros(3, dtype=dtype), 3)
+
+
+def test_a_label_beyond_int64_in_a_nested_list_is_named_by_its_index():
+    with pytest.raises(ValueError, match=r"y\[1\] = 18446744073709551616 is out of"):
+        ct.cross_entropy_from_logits(LOGITS, [0, 2**64])
+
+
+def test_python_floats_that_are_not_integers_stay_a_type_error():
+    with pytest.raises(TypeError, match=r"y must hold integer class labels, got dtype"):
+        ct.one_hot([0.0, 1e30], 3)
+
+
+def test_one_hot_below_the_memory_cap_still_works():
+    assert ct.one_hot([0, 1], 10_000).shape == (2, 10_000)
