@@ -29,6 +29,7 @@ dtype (at most about 3.4e38 in float32).
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -358,28 +359,20 @@ def _prepare_fit(logits: npt.ArrayLike, y: npt.ArrayLike):
     return u, labels
 
 
-def _prepare_fit(logits: npt.ArrayLike, y: npt.ArrayLike):
-    """Validate; return logits shifted so that each row's maximum is 0, labels."""
-    z = as_array(logits, "logits")
-    dtype = compute_dtype(z.dtype, "logits")
-    check_matrix(z, "logits")
-    labels = as_labels(y, "y")
-    check_labels(labels, z.shape[0], z.shape[1], "y")
-    if z.shape[0] == 0:
-        raise ValueError(
-            "fit_temperature needs at least one example, got an empty batch (0 samples)"
-        )
-    bad = ~np.isfinite(z)
-    if bad.any():
-        idx = np.unravel_index(int(np.argmax(bad)), z.shape)
-        raise ValueError(
-            f"logits{format_index(idx)} = {z[idx]} is not finite; "
-            f"fit_temperature needs finite logits"
-        )
-    # At least float64, whatever came in: T is returned to 1e-8.
-    u = z.astype(np.promote_types(dtype, np.float64))
-    u = u - u.max(axis=1, keepdims=True)  # <= 0; exact for rows of one scale
-    return u, labels
+def _short(x: np.floating) -> str:
+    """Three significant digits of a float64 or longdouble, without overflow."""
+    return np.format_float_scientific(x, precision=2)
+
+
+def _accurate_sum(x: np.ndarray) -> float:
+    """The sum of a float64 or longdouble array, correctly rounded to float64.
+
+    A longdouble is split exactly into a float64 and a float64 remainder
+    (exact while the remainder is a normal float64), and math.fsum adds all.
+    """
+    hi = x.astype(np.float64)
+    lo = (x - hi).astype(np.float64)
+    return math.fsum(np.concatenate([hi, lo]).tolist())
 
 
 def _slopes(beta: float, u: np.ndarray, u_true: np.ndarray) -> tuple[float, float]:
@@ -403,14 +396,16 @@ def fit_temperature(logits: npt.ArrayLike, y: npt.ArrayLike) -> float:
     Parameters
     ----------
     logits : array_like of shape (n_samples, n_classes)
-        Finite logits of held-out examples.
+        Finite logits of held-out examples. A ``-inf`` that masks a class
+        (accepted by the losses) is rejected here.
     y : array_like of shape (n_samples,)
         Their integer class labels in ``[0, n_classes)``.
 
     Returns
     -------
     float
-        The minimiser :math:`T > 0`, to a relative accuracy of 1e-8.
+        The minimiser :math:`T > 0`, to a relative accuracy of 1e-8 (Notes
+        say when rounding limits it).
 
     Raises
     ------
@@ -419,11 +414,15 @@ def fit_temperature(logits: npt.ArrayLike, y: npt.ArrayLike) -> float:
         it keeps falling: as :math:`T \\to 0` when every example's true-class
         logit is the largest of its row, and as :math:`T \\to \\infty` when
         the true-class logits are on average no larger than their rows' means
-        (then :math:`T \\to \\infty`, the uniform prediction, does best). Also
+        (then :math:`T \\to \\infty`, the uniform prediction, does best),
+        or larger only by less than the rounding error of that mean (see
+        Notes). Also
         if every row is constant (such rows carry no information about
         :math:`T`), if the batch is empty, if ``logits`` is not 2-D or holds
-        NaN or an infinity, or if ``y`` has the wrong shape or a label out of
-        range.
+        NaN or an infinity (``-inf`` included), if ``y`` is not 1-D (target
+        distributions are not accepted), has the wrong length or a label out
+        of range, or if the fitted :math:`T` of longdouble logits is outside
+        the float64 range.
     TypeError
         If ``logits`` is not real or ``y`` not integer.
 
@@ -459,10 +458,34 @@ def fit_temperature(logits: npt.ArrayLike, y: npt.ArrayLike) -> float:
     (longdouble for longdouble input) whatever the input dtype, and returns a
     Python float. Thread-safe: it keeps no state.
 
-    The promised accuracy assumes that the logit differences that decide the
-    sign of :math:`f'` are resolved by float64: differences below the
-    smallest normal number relative to :math:`\\max |u_{ij}|` (subnormal
-    ones) are at the edge of the format, and then the fit can be off.
+    Rounding and :math:`T \\to \\infty`. The margin :math:`\\mu = -f'(0) =
+    \\frac{1}{N}\\sum_i d_i`, :math:`d_i = u_{iy^{(i)}} - \\bar{u}_i`, decides
+    whether the minimiser is finite, and an exact 0 can come out of the
+    arithmetic as a tiny positive number, which would give a huge finite
+    :math:`T` (such as 2.25e15) where the answer is :math:`T = \\infty`. With
+    unit roundoff :math:`\\epsilon` of the computation (:math:`2^{-53}` in
+    float64), :math:`U = \\max_{ij} |u_{ij}|` and :math:`C` classes, each
+    computed :math:`d_i` is off by at most :math:`(C + 4)\\,\\epsilon U` to
+    first order: :math:`\\epsilon U` each for rounding :math:`u_{iy^{(i)}}`,
+    the row mean of the rounded :math:`u_{ij}`, the division by :math:`C` and
+    the subtraction, and :math:`(C - 1)\\,\\epsilon U` for adding the
+    :math:`C` terms (in any order, that sum is off by at most
+    :math:`(C - 1)\\,\\epsilon\\, C U`, and it is divided by :math:`C`). The
+    :math:`d_i` are then added exactly by :func:`math.fsum`, with one rounding
+    of the sum and one of the division by :math:`N`, both relative to
+    :math:`\\mu`, so the error of :math:`\\mu` has the same bound, whatever
+    :math:`N` is. Twice it, :math:`B = 2 (C + 4)\\,\\epsilon U`, absorbs the
+    second-order terms and those two roundings; a computed
+    :math:`\\mu \\le B` raises the :math:`T \\to \\infty` error, since its
+    sign is not resolved. The bound covers the arithmetic on the logits as
+    converted to the computation dtype (integers beyond :math:`2^{53}` are
+    rounded on conversion). The computed :math:`f'` near the root has an
+    error of the same order, so the relative accuracy of the returned
+    :math:`T` is of order :math:`B / \\mu` at worst: the promised 1e-8 is
+    assured only for :math:`\\mu` above about :math:`10^8 B` (for logits of
+    order 1 and a few classes, :math:`\\mu` above about 1e-7). Differences
+    below the smallest normal number relative to :math:`U` (subnormal ones)
+    are also at the edge of the format, and then the fit can be off.
 
     References
     ----------
@@ -485,9 +508,9 @@ def fit_temperature(logits: npt.ArrayLike, y: npt.ArrayLike) -> float:
     >>> fit_temperature(z[:2], [0, 1])
     Traceback (most recent call last):
     ...
-    ValueError: the mean NLL keeps falling as T -> inf, so it has no finite \
-minimiser: the true-class logits are on average not above their rows' means \
-(mean of z[y] - mean(z) = 0.0 <= 0)
+    ValueError: the mean NLL keeps falling as T -> inf (to within rounding \
+error), so it has no finite minimiser: the true-class logits are on average \
+not above their rows' means (mean of z[y] - mean(z) = 0.0 <= 0)
     """
     u, labels = _prepare_fit(logits, y)
     informative = (u != 0).any(axis=1)
@@ -507,9 +530,9 @@ minimiser: the true-class logits are on average not above their rows' means \
     # in [0.5, 1), which keeps the squares and sums below finite; other logits
     # are left alone, since scaling down could round tiny differences to 0.
     _, exponent = np.frexp(-u.min())
-    scale = 1.0
+    scale = u.dtype.type(1)  # in u's dtype: longdouble logits may pass 1e308
     if not -_SCALE_EXPONENT < exponent < _SCALE_EXPONENT:
-        scale = float(np.ldexp(1.0, int(exponent)))
+        scale = np.ldexp(scale, int(exponent))
         u = u / scale
     u_true = u[np.arange(u.shape[0]), labels]
     if not u_true.any():  # differences below the float range were rounded to 0
@@ -518,12 +541,23 @@ minimiser: the true-class logits are on average not above their rows' means \
             "minimiser: every example's true-class logit is the largest in its "
             "row (or ties for it) at floating-point resolution"
         )
-    margin = float(np.mean(u_true - u.mean(axis=1))) * scale
-    if margin <= 0:
+    # f'(0) = -margin. Its sign decides whether T = inf is the answer, so it
+    # must not be decided by rounding: see Notes for the bound.
+    margin = _accurate_sum(u_true - u.mean(axis=1)) / u.shape[0]
+    unit_roundoff = float(np.finfo(u.dtype).eps) / 2
+    bound = 2 * (u.shape[1] + 4) * unit_roundoff * float(-u.min())
+    if margin <= bound:
+        if margin <= 0:
+            detail = f"mean of z[y] - mean(z) = {margin * scale!s} <= 0"
+        else:
+            detail = (
+                f"mean of z[y] - mean(z) = {_short(margin * scale)} is not above "
+                f"its rounding-error bound {_short(bound * scale)}"
+            )
         raise ValueError(
-            "the mean NLL keeps falling as T -> inf, so it has no finite "
-            "minimiser: the true-class logits are on average not above their "
-            f"rows' means (mean of z[y] - mean(z) = {margin} <= 0)"
+            "the mean NLL keeps falling as T -> inf (to within rounding error), "
+            "so it has no finite minimiser: the true-class logits are on "
+            f"average not above their rows' means ({detail})"
         )
 
     # Grow a bracket [lo, hi] with f'(lo) < 0 < f'(hi) from beta = 1.
@@ -564,4 +598,12 @@ minimiser: the true-class logits are on average not above their rows' means \
             lo = beta
         elif slope > 0:
             hi = beta
-    return float(scale / beta)
+    temperature = scale / u.dtype.type(beta)
+    with np.errstate(over="ignore"):
+        result = float(temperature)
+    if not 0 < result < np.inf:  # longdouble logits beyond the float64 range
+        raise ValueError(
+            f"the fitted temperature T = {temperature!s} is outside the range of "
+            f"the float64 that fit_temperature returns"
+        )
+    return result

@@ -747,6 +747,7 @@ def test_bins_for_huge_n_bins_match_a_bisection_reference(dtype, n_bins, c, step
     [
         (expected_calibration_error, GOOD_Y_HAT),
         (reliability_curve, GOOD_Y_HAT),
+        (fit_temperature, [[1.0, 0.0], [0.0, 2.0]]),
     ],
 )
 def test_two_dimensional_y_is_rejected_as_not_labels(func, z):
@@ -763,3 +764,76 @@ def test_two_dimensional_y_is_rejected_as_not_labels(func, z):
         func(z, [0.0, 1.0])
     assert "2-D" not in str(info.value)
     assert "not accepted here" in str(info.value)
+
+
+def exact_margin_sign(z, y):
+    """Sign of sum_i (C z[i, y_i] - sum_j z[i, j]), in exact rational arithmetic."""
+    from fractions import Fraction
+
+    z = np.asarray(z, dtype=np.float64)
+    total = sum(
+        z.shape[1] * Fraction(z[i, label]) - sum(map(Fraction, z[i]))
+        for i, label in enumerate(y)
+    )
+    return (total > 0) - (total < 0)
+
+
+# An exact mean margin of 0 comes out of float64 as a tiny positive number;
+# without a rounding bound these returned T from 2.25e15 to 3.1e16. The first
+# is the reviewer's case, the others came from a brute-force search over
+# logits k / 10 (every one of them gave a finite T before).
+ROUNDED_ZERO_MARGINS = [
+    ([[-0.2, 0.3, -0.1], [0.1, -0.3, -0.1]], [0, 0]),
+    ([[-0.3, 0.4, -0.4], [0.3, -0.8, 0.2]], [2, 2]),
+    (
+        [[0.4, -0.8, -0.2, -0.8], [0.2, -0.2, 0.2, 0.0], [-0.6, 0.5, -0.6, -0.9]],
+        [0, 1, 3],
+    ),
+    ([[0.2, -0.5], [0.2, -0.4], [-0.2, -0.3], [0.7, 0.7]], [1, 0, 0, 0]),
+    ([[0.6, 0.0], [0.2, -0.7], [-0.1, 0.1], [0.3, 0.2]], [0, 1, 1, 0]),
+    ([[0.6, -0.2], [0.8, 0.4], [0.9, -0.3]], [0, 0, 1]),
+]
+
+
+@pytest.mark.parametrize(("z", "y"), ROUNDED_ZERO_MARGINS)
+def test_a_margin_of_zero_rounded_up_still_means_t_is_infinite(z, y):
+    assert exact_margin_sign(z, y) == 0  # the exact answer is T = inf
+    with pytest.raises(
+        ValueError,
+        match=r"keeps falling as T -> inf \(to within rounding error\).*"
+        r"mean of z\[y\] - mean\(z\) = .* (<= 0|is not above its rounding-error "
+        r"bound)",
+    ):
+        fit_temperature(z, y)
+
+
+@pytest.mark.parametrize("gap", [1.35e-6, 1e-4])
+def test_a_genuinely_tiny_margin_still_gives_a_large_finite_t(gap):
+    # Rows [1, 0] (class 0) and [1 - gap, 0] (class 1): margin gap / 4 and
+    # f''(0) about 1/4, so T is about 1 / gap (7.4e5 for gap = 1.35e-6).
+    z = [[1.0, 0.0], [1.0 - gap, 0.0]]
+    assert exact_margin_sign(z, [0, 1]) == 1
+    t = fit_temperature(z, [0, 1])
+    assert t == pytest.approx(1 / gap, rel=1e-3)
+    beta = 1 / t
+    assert slope_mp(z, [0, 1], beta * (1 - 1e-8)) < 0
+    assert slope_mp(z, [0, 1], beta * (1 + 1e-8)) > 0
+
+
+def test_masked_logits_are_rejected_with_a_reason():
+    with pytest.raises(
+        ValueError,
+        match=r"logits\[1, 2\] = -inf is not finite; .*a -inf that masks a class "
+        r"is not supported",
+    ):
+        fit_temperature([[1.0, 0.0, 2.0], [1.0, 0.5, -np.inf]], [0, 1])
+
+
+@pytest.mark.skipif(not LONGDOUBLE_IS_WIDER, reason="longdouble is float64 here")
+def test_longdouble_logits_beyond_the_float64_range():
+    # Rows [a, 0] with 2 of 3 labels class 0: T = a / log 2 (see the doctest).
+    z = np.array([[1.0, 0.0]] * 3, np.longdouble)
+    t = fit_temperature(z * np.longdouble("1e300"), [0, 0, 1])
+    assert t == pytest.approx(1e300 / np.log(2), rel=1e-12)
+    with pytest.raises(ValueError, match=r"T = 1\.44\d*e\+400 is outside the range"):
+        fit_temperature(z * np.longdouble("1e400"), [0, 0, 1])
