@@ -15,10 +15,21 @@ computation, so a confidence that equals one of them exactly belongs to the bin
 *below* it. A row that sums to 1 has a largest entry of at least
 :math:`1 / C`, so a confidence of exactly 0 cannot occur in valid input; if it
 did, it would be put in bin 0, so that the bins cover all of :math:`[0, 1]`.
+
+The edges are never stored: each confidence's bin is found from
+:math:`\\lceil c M \\rceil` and corrected by a step or two against the edges
+computed on the fly, and only the occupied bins are kept, so time and memory
+are :math:`O(N \\log N)` and :math:`O(N)` whatever :math:`M` is. The edges
+are the ones above for every :math:`M`: ``m`` and :math:`M` are converted to
+the dtype (so for :math:`M` beyond :math:`2^{53}` in float64, or
+:math:`2^{24}` in float32, neighbouring ``m`` can give the same edge and
+some bins are empty). :math:`M` must itself convert to a finite number in the
+dtype (at most about 3.4e38 in float32).
 """
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -44,6 +55,14 @@ _MAX_ITER = 200
 # fit_temperature rescales the logits only if their largest difference is
 # outside [2**-400, 2**400]: inside, exp, the squares and the sums stay finite.
 _SCALE_EXPONENT = 400
+# A bin search moves each confidence's guess by at most a couple of edges;
+# more steps than this would mean a bug, not a hard input.
+_MAX_EDGE_STEPS = 8
+# expected_calibration_error sums its per-bin gaps as a dense array of all M
+# bins (empty ones 0) when M <= max(N, this), as it always did: numpy's
+# pairwise sum depends on where the zeros sit, so this keeps its results
+# bit for bit. Beyond, the gaps of the occupied bins alone are summed.
+_DENSE_SUM_BINS = 2**16
 
 
 def _check_n_bins(n_bins: object) -> int:
@@ -55,10 +74,72 @@ def _check_n_bins(n_bins: object) -> int:
     return int(n_bins)
 
 
+def _labels(y: npt.ArrayLike, n_samples: int, n_classes: int) -> np.ndarray:
+    """``y`` as integer class labels of shape (n_samples,) in [0, n_classes).
+
+    These functions take labels only, so the shape is checked before the
+    dtype: a 2-D ``y`` (target distributions) gets a message saying so.
+    """
+    labels = as_labels(y, "y")
+    if labels.ndim != 1:
+        raise ValueError(
+            f"y must be a 1-D array of integer class labels of shape "
+            f"({n_samples},); target distributions are not accepted here, "
+            f"got shape {labels.shape}"
+        )
+    if labels.dtype == np.bool_ or not np.issubdtype(labels.dtype, np.integer):
+        raise TypeError(
+            f"y must hold integer class labels, got dtype {labels.dtype} "
+            f"(target distributions are not accepted here)"
+        )
+    check_labels(labels, n_samples, n_classes, "y")
+    return labels
+
+
+def _bin_ends(confidence: np.ndarray, m_bins: int) -> np.ndarray:
+    """For each confidence c, the x = m + 1 of its bin m, as a float.
+
+    The edge of x is ``fl(x / fl(M))`` in the dtype of ``confidence``, where x
+    runs over the integer-valued floats in [0, fl(M)] (the values of
+    ``np.arange(M + 1, dtype=dtype)``). The bin of c is (edge(x - 1), edge(x)]
+    with x the smallest such x >= 1 whose edge is >= c; c = 0 gets x = 1, bin
+    0. x starts at ceil(c * M), within a couple of steps of the answer.
+    """
+    dtype = confidence.dtype
+    big = dtype.type(m_bins)
+    one = dtype.type(1)
+    # every integer up to 2**(nmant + 1) is a float of the dtype; above, every
+    # float is an integer
+    dense = np.ldexp(one, np.finfo(dtype).nmant + 1)
+    up = dtype.type(np.inf)
+    x = np.clip(np.ceil(confidence * big), one, big)
+    for _ in range(_MAX_EDGE_STEPS):  # up while the edge of x is below c
+        low = x / big < confidence
+        if not low.any():
+            break
+        xl = x[low]
+        x[low] = np.where(xl < dense, xl + one, np.nextafter(xl, up))
+    else:  # pragma: no cover - ceil(c M) is within two steps
+        raise AssertionError("the bin search did not converge")
+    for _ in range(_MAX_EDGE_STEPS):  # down while the edge below x is still >= c
+        below = np.where(x <= dense, x - one, np.nextafter(x, dtype.type(0)))
+        high = (below >= one) & (below / big >= confidence)
+        if not high.any():
+            break
+        x[high] = below[high]
+    else:  # pragma: no cover
+        raise AssertionError("the bin search did not converge")
+    return x
+
+
 def _binned(
     y_hat: npt.ArrayLike, y: npt.ArrayLike, n_bins: object
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Validate; return per-bin sums of confidence, of correctness, and counts."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """Validate; per occupied bin: m + 1, confidence and correctness sums, count.
+
+    The sums accumulate in float64 (longdouble for longdouble input), in
+    example order, and are rounded to the dtype of the computation.
+    """
     m_bins = _check_n_bins(n_bins)
     p = as_array(y_hat, "y_hat")
     dtype = compute_dtype(p.dtype, "y_hat")
@@ -66,22 +147,27 @@ def _binned(
     tol = sum_tolerance(p.dtype)
     p = p.astype(dtype, copy=False)
     check_probabilities(p, "y_hat", tol)
-    labels = as_labels(y, "y")
-    check_labels(labels, p.shape[0], p.shape[1], "y")
+    labels = _labels(y, p.shape[0], p.shape[1])
+    if m_bins > int(np.finfo(dtype).max):
+        raise ValueError(
+            f"n_bins = {m_bins} is too large: the bin edges m / n_bins are "
+            f"computed in {dtype}, whose largest number is {np.finfo(dtype).max!s}"
+        )
 
     n = p.shape[0]
     predicted = p.argmax(axis=1)  # ties: the first largest class, as np.argmax
     confidence = p[np.arange(n), predicted]
-    correct = (predicted == labels).astype(dtype)
-    edges = np.arange(m_bins + 1, dtype=dtype) / dtype.type(m_bins)
-    # side="left" finds the first edge >= c, so c lies in (edges[m], edges[m + 1]];
-    # c == 0 would give m = -1: it goes to bin 0.
-    bins = np.searchsorted(edges, confidence, side="left") - 1
-    bins = np.clip(bins, 0, m_bins - 1)
-    counts = np.bincount(bins, minlength=m_bins)
-    conf_sum = np.bincount(bins, weights=confidence, minlength=m_bins).astype(dtype)
-    acc_sum = np.bincount(bins, weights=correct, minlength=m_bins).astype(dtype)
-    return conf_sum, acc_sum, counts, n
+    correct = predicted == labels
+    ends, inverse = np.unique(_bin_ends(confidence, m_bins), return_inverse=True)
+    counts = np.bincount(inverse, minlength=ends.size)
+    # np.add.at adds in example order, as np.bincount(weights=...) did, and
+    # works for longdouble, which bincount would cast to float64.
+    acc_dtype = np.promote_types(dtype, np.float64)
+    conf_sum = np.zeros(ends.size, acc_dtype)
+    np.add.at(conf_sum, inverse, confidence.astype(acc_dtype))
+    acc_sum = np.zeros(ends.size, acc_dtype)
+    np.add.at(acc_sum, inverse, correct.astype(acc_dtype))
+    return ends, conf_sum.astype(dtype), acc_sum.astype(dtype), counts, n
 
 
 def reliability_curve(
@@ -113,15 +199,17 @@ def reliability_curve(
         :math:`|B_m|`, the number of examples in the bin (every entry >= 1).
 
     ``confidence`` and ``accuracy`` have the dtype of the computation: float32
-    for float16 or float32 input, float64 for integers and float64. An empty
-    batch gives three empty arrays.
+    for float16 or float32 input, float64 for integers and float64, longdouble
+    for longdouble. An empty batch gives three empty arrays.
 
     Raises
     ------
     ValueError
         If ``y_hat`` is not 2-D, holds a value outside ``[0, 1]`` or a row not
-        summing to 1, if ``y`` has the wrong shape or a label out of range, or
-        if ``n_bins < 1``.
+        summing to 1, if ``y`` is not 1-D (target distributions are not
+        accepted), has the wrong length or a label out of range, or if
+        ``n_bins < 1`` or ``n_bins`` is too large to convert to a finite
+        number in the dtype of the computation.
     TypeError
         If ``y_hat`` is not real, ``y`` not integer, or ``n_bins`` not an integer.
 
@@ -155,10 +243,9 @@ def reliability_curve(
     The confidences 0.6 and 0.8 lie exactly on the edges 3/5 and 4/5, so they
     count in the bins below, (0.4, 0.6] and (0.6, 0.8].
     """
-    conf_sum, acc_sum, counts, _ = _binned(y_hat, y, n_bins)
-    keep = counts > 0
-    n_kept = counts[keep].astype(conf_sum.dtype)
-    return conf_sum[keep] / n_kept, acc_sum[keep] / n_kept, counts[keep]
+    _, conf_sum, acc_sum, counts, _ = _binned(y_hat, y, n_bins)
+    n_kept = counts.astype(conf_sum.dtype)
+    return conf_sum / n_kept, acc_sum / n_kept, counts
 
 
 def expected_calibration_error(
@@ -189,8 +276,10 @@ def expected_calibration_error(
     ValueError
         If the batch is empty (the ECE is a mean over examples), if ``y_hat``
         is not 2-D, holds a value outside ``[0, 1]`` or a row not summing to 1,
-        if ``y`` has the wrong shape or a label out of range, or if
-        ``n_bins < 1``.
+        if ``y`` is not 1-D (target distributions are not accepted), has the
+        wrong length or a label out of range, or if ``n_bins < 1`` or
+        ``n_bins`` is too large to convert to a finite number in the dtype of
+        the computation.
     TypeError
         If ``y_hat`` is not real, ``y`` not integer, or ``n_bins`` not an integer.
 
@@ -210,8 +299,9 @@ def expected_calibration_error(
 
     where empty bins contribute 0. It is computed as
     :math:`\\frac{1}{N}\\sum_m |\\sum_{i \\in B_m} (\\text{correct}_i -
-    \\text{conf}_i)|`; the sums over each bin accumulate in float64 and are
-    rounded to float32 for float16/float32 input. The ECE depends on
+    \\text{conf}_i)|`; the sums over each bin accumulate in float64
+    (longdouble for longdouble input), in example order, and are rounded to
+    float32 for float16/float32 input. The ECE depends on
     :math:`M`, and it is not a proper scoring rule: a model that predicts the
     class frequencies for every input has an ECE near 0.
 
@@ -231,12 +321,18 @@ def expected_calibration_error(
     >>> round(expected_calibration_error(y_hat, [0, 1, 1, 1], n_bins=10), 12)
     0.4
     """
-    conf_sum, acc_sum, _, n = _binned(y_hat, y, n_bins)
+    ends, conf_sum, acc_sum, _, n = _binned(y_hat, y, n_bins)
     if n == 0:
         raise ValueError(
             "the expected calibration error is undefined for an empty batch (0 samples)"
         )
-    return float(np.abs(acc_sum - conf_sum).sum() / n)
+    gaps = np.abs(acc_sum - conf_sum)
+    m_bins = int(n_bins)  # checked by _binned
+    if m_bins <= max(n, _DENSE_SUM_BINS):
+        dense = np.zeros(m_bins, gaps.dtype)
+        dense[ends.astype(np.intp) - 1] = gaps
+        gaps = dense
+    return float(gaps.sum() / n)
 
 
 def _prepare_fit(logits: npt.ArrayLike, y: npt.ArrayLike):
@@ -244,8 +340,7 @@ def _prepare_fit(logits: npt.ArrayLike, y: npt.ArrayLike):
     z = as_array(logits, "logits")
     dtype = compute_dtype(z.dtype, "logits")
     check_matrix(z, "logits")
-    labels = as_labels(y, "y")
-    check_labels(labels, z.shape[0], z.shape[1], "y")
+    labels = _labels(y, z.shape[0], z.shape[1])
     if z.shape[0] == 0:
         raise ValueError(
             "fit_temperature needs at least one example, got an empty batch (0 samples)"
@@ -255,12 +350,29 @@ def _prepare_fit(logits: npt.ArrayLike, y: npt.ArrayLike):
         idx = np.unravel_index(int(np.argmax(bad)), z.shape)
         raise ValueError(
             f"logits{format_index(idx)} = {z[idx]} is not finite; "
-            f"fit_temperature needs finite logits"
+            f"fit_temperature needs finite logits (a -inf that masks a class "
+            f"is not supported here either)"
         )
     # At least float64, whatever came in: T is returned to 1e-8.
     u = z.astype(np.promote_types(dtype, np.float64))
     u = u - u.max(axis=1, keepdims=True)  # <= 0; exact for rows of one scale
     return u, labels
+
+
+def _short(x: np.floating) -> str:
+    """Three significant digits of a float64 or longdouble, without overflow."""
+    return np.format_float_scientific(x, precision=2)
+
+
+def _accurate_sum(x: np.ndarray) -> float:
+    """The sum of a float64 or longdouble array, correctly rounded to float64.
+
+    A longdouble is split exactly into a float64 and a float64 remainder
+    (exact while the remainder is a normal float64), and math.fsum adds all.
+    """
+    hi = x.astype(np.float64)
+    lo = (x - hi).astype(np.float64)
+    return math.fsum(np.concatenate([hi, lo]).tolist())
 
 
 def _slopes(beta: float, u: np.ndarray, u_true: np.ndarray) -> tuple[float, float]:
@@ -284,14 +396,16 @@ def fit_temperature(logits: npt.ArrayLike, y: npt.ArrayLike) -> float:
     Parameters
     ----------
     logits : array_like of shape (n_samples, n_classes)
-        Finite logits of held-out examples.
+        Finite logits of held-out examples. A ``-inf`` that masks a class
+        (accepted by the losses) is rejected here.
     y : array_like of shape (n_samples,)
         Their integer class labels in ``[0, n_classes)``.
 
     Returns
     -------
     float
-        The minimiser :math:`T > 0`, to a relative accuracy of 1e-8.
+        The minimiser :math:`T > 0`, to a relative accuracy of 1e-8 (Notes
+        say when rounding limits it).
 
     Raises
     ------
@@ -300,11 +414,15 @@ def fit_temperature(logits: npt.ArrayLike, y: npt.ArrayLike) -> float:
         it keeps falling: as :math:`T \\to 0` when every example's true-class
         logit is the largest of its row, and as :math:`T \\to \\infty` when
         the true-class logits are on average no larger than their rows' means
-        (then :math:`T \\to \\infty`, the uniform prediction, does best). Also
+        (then :math:`T \\to \\infty`, the uniform prediction, does best),
+        or larger only by less than the rounding error of that mean (see
+        Notes). Also
         if every row is constant (such rows carry no information about
         :math:`T`), if the batch is empty, if ``logits`` is not 2-D or holds
-        NaN or an infinity, or if ``y`` has the wrong shape or a label out of
-        range.
+        NaN or an infinity (``-inf`` included), if ``y`` is not 1-D (target
+        distributions are not accepted), has the wrong length or a label out
+        of range, or if the fitted :math:`T` of longdouble logits is outside
+        the float64 range.
     TypeError
         If ``logits`` is not real or ``y`` not integer.
 
@@ -340,10 +458,34 @@ def fit_temperature(logits: npt.ArrayLike, y: npt.ArrayLike) -> float:
     (longdouble for longdouble input) whatever the input dtype, and returns a
     Python float. Thread-safe: it keeps no state.
 
-    The promised accuracy assumes that the logit differences that decide the
-    sign of :math:`f'` are resolved by float64: differences below the
-    smallest normal number relative to :math:`\\max |u_{ij}|` (subnormal
-    ones) are at the edge of the format, and then the fit can be off.
+    Rounding and :math:`T \\to \\infty`. The margin :math:`\\mu = -f'(0) =
+    \\frac{1}{N}\\sum_i d_i`, :math:`d_i = u_{iy^{(i)}} - \\bar{u}_i`, decides
+    whether the minimiser is finite, and an exact 0 can come out of the
+    arithmetic as a tiny positive number, which would give a huge finite
+    :math:`T` (such as 2.25e15) where the answer is :math:`T = \\infty`. With
+    unit roundoff :math:`\\epsilon` of the computation (:math:`2^{-53}` in
+    float64), :math:`U = \\max_{ij} |u_{ij}|` and :math:`C` classes, each
+    computed :math:`d_i` is off by at most :math:`(C + 4)\\,\\epsilon U` to
+    first order: :math:`\\epsilon U` each for rounding :math:`u_{iy^{(i)}}`,
+    the row mean of the rounded :math:`u_{ij}`, the division by :math:`C` and
+    the subtraction, and :math:`(C - 1)\\,\\epsilon U` for adding the
+    :math:`C` terms (in any order, that sum is off by at most
+    :math:`(C - 1)\\,\\epsilon\\, C U`, and it is divided by :math:`C`). The
+    :math:`d_i` are then added exactly by :func:`math.fsum`, with one rounding
+    of the sum and one of the division by :math:`N`, both relative to
+    :math:`\\mu`, so the error of :math:`\\mu` has the same bound, whatever
+    :math:`N` is. Twice it, :math:`B = 2 (C + 4)\\,\\epsilon U`, absorbs the
+    second-order terms and those two roundings; a computed
+    :math:`\\mu \\le B` raises the :math:`T \\to \\infty` error, since its
+    sign is not resolved. The bound covers the arithmetic on the logits as
+    converted to the computation dtype (integers beyond :math:`2^{53}` are
+    rounded on conversion). The computed :math:`f'` near the root has an
+    error of the same order, so the relative accuracy of the returned
+    :math:`T` is of order :math:`B / \\mu` at worst: the promised 1e-8 is
+    assured only for :math:`\\mu` above about :math:`10^8 B` (for logits of
+    order 1 and a few classes, :math:`\\mu` above about 1e-7). Differences
+    below the smallest normal number relative to :math:`U` (subnormal ones)
+    are also at the edge of the format, and then the fit can be off.
 
     References
     ----------
@@ -366,9 +508,9 @@ def fit_temperature(logits: npt.ArrayLike, y: npt.ArrayLike) -> float:
     >>> fit_temperature(z[:2], [0, 1])
     Traceback (most recent call last):
     ...
-    ValueError: the mean NLL keeps falling as T -> inf, so it has no finite \
-minimiser: the true-class logits are on average not above their rows' means \
-(mean of z[y] - mean(z) = 0.0 <= 0)
+    ValueError: the mean NLL keeps falling as T -> inf (to within rounding \
+error), so it has no finite minimiser: the true-class logits are on average \
+not above their rows' means (mean of z[y] - mean(z) = 0.0 <= 0)
     """
     u, labels = _prepare_fit(logits, y)
     informative = (u != 0).any(axis=1)
@@ -388,9 +530,9 @@ minimiser: the true-class logits are on average not above their rows' means \
     # in [0.5, 1), which keeps the squares and sums below finite; other logits
     # are left alone, since scaling down could round tiny differences to 0.
     _, exponent = np.frexp(-u.min())
-    scale = 1.0
+    scale = u.dtype.type(1)  # in u's dtype: longdouble logits may pass 1e308
     if not -_SCALE_EXPONENT < exponent < _SCALE_EXPONENT:
-        scale = float(np.ldexp(1.0, int(exponent)))
+        scale = np.ldexp(scale, int(exponent))
         u = u / scale
     u_true = u[np.arange(u.shape[0]), labels]
     if not u_true.any():  # differences below the float range were rounded to 0
@@ -399,12 +541,23 @@ minimiser: the true-class logits are on average not above their rows' means \
             "minimiser: every example's true-class logit is the largest in its "
             "row (or ties for it) at floating-point resolution"
         )
-    margin = float(np.mean(u_true - u.mean(axis=1))) * scale
-    if margin <= 0:
+    # f'(0) = -margin. Its sign decides whether T = inf is the answer, so it
+    # must not be decided by rounding: see Notes for the bound.
+    margin = _accurate_sum(u_true - u.mean(axis=1)) / u.shape[0]
+    unit_roundoff = float(np.finfo(u.dtype).eps) / 2
+    bound = 2 * (u.shape[1] + 4) * unit_roundoff * float(-u.min())
+    if margin <= bound:
+        if margin <= 0:
+            detail = f"mean of z[y] - mean(z) = {margin * scale!s} <= 0"
+        else:
+            detail = (
+                f"mean of z[y] - mean(z) = {_short(margin * scale)} is not above "
+                f"its rounding-error bound {_short(bound * scale)}"
+            )
         raise ValueError(
-            "the mean NLL keeps falling as T -> inf, so it has no finite "
-            "minimiser: the true-class logits are on average not above their "
-            f"rows' means (mean of z[y] - mean(z) = {margin} <= 0)"
+            "the mean NLL keeps falling as T -> inf (to within rounding error), "
+            "so it has no finite minimiser: the true-class logits are on "
+            f"average not above their rows' means ({detail})"
         )
 
     # Grow a bracket [lo, hi] with f'(lo) < 0 < f'(hi) from beta = 1.
@@ -445,4 +598,12 @@ minimiser: the true-class logits are on average not above their rows' means \
             lo = beta
         elif slope > 0:
             hi = beta
-    return float(scale / beta)
+    temperature = scale / u.dtype.type(beta)
+    with np.errstate(over="ignore"):
+        result = float(temperature)
+    if not 0 < result < np.inf:  # longdouble logits beyond the float64 range
+        raise ValueError(
+            f"the fitted temperature T = {temperature!s} is outside the range of "
+            f"the float64 that fit_temperature returns"
+        )
+    return result

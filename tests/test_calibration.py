@@ -589,3 +589,251 @@ def test_minimiser_beyond_the_float_range(monkeypatch, slope, way):
         ValueError, match=re.escape(f"keeps falling as T -> {way} beyond the floating")
     ):
         fit_temperature(z, y)
+
+
+# --------------------------------------------------------------------------
+# Regression tests: longdouble, huge n_bins, 2-D y, T -> inf by rounding
+# --------------------------------------------------------------------------
+
+LONGDOUBLE_IS_WIDER = np.finfo(np.longdouble).eps < np.finfo(np.float64).eps
+
+
+@pytest.mark.skipif(not LONGDOUBLE_IS_WIDER, reason="longdouble is float64 here")
+def test_longdouble_probabilities_compute_in_longdouble():
+    # 0.5 + 2**-60 is a longdouble but not a float64: a float64 accumulator
+    # (np.bincount's weights) would round the bin's confidence to 0.5.
+    delta = np.ldexp(np.longdouble(1), -60)
+    y_hat = np.array([[0.5 + delta, 0.5 - delta], [0.1, 0.9]], np.longdouble)
+    conf, acc, count = reliability_curve(y_hat, [0, 0], n_bins=4)
+    assert conf.dtype == acc.dtype == np.longdouble
+    np.testing.assert_array_equal(count, [1, 1])  # (0.5, 0.75] and (0.75, 1]
+    assert conf[0] == 0.5 + delta and conf[1] == np.longdouble(0.9)
+    np.testing.assert_array_equal(acc, [1, 0])
+    # gaps 0.5 - delta and 0.9 over 2 examples
+    ece = expected_calibration_error(y_hat, [0, 0], n_bins=4)
+    assert ece == pytest.approx(0.7, rel=1e-15)
+
+
+@pytest.mark.skipif(not LONGDOUBLE_IS_WIDER, reason="longdouble is float64 here")
+def test_longdouble_agrees_with_float64_on_float64_values():
+    rng = np.random.default_rng(20)
+    p = rng.dirichlet(np.ones(4), size=300)
+    y = rng.integers(0, 4, size=300)
+    for n_bins in (1, 7, 15):
+        conf, acc, count = reliability_curve(p.astype(np.longdouble), y, n_bins)
+        conf64, acc64, count64 = reliability_curve(p, y, n_bins)
+        np.testing.assert_array_equal(count, count64)
+        np.testing.assert_allclose(conf.astype(float), conf64, rtol=1e-15)
+        np.testing.assert_allclose(acc.astype(float), acc64, rtol=1e-15)
+
+
+def test_huge_n_bins_needs_memory_of_order_n_only():
+    import tracemalloc
+
+    # Confidences 0.9 (right) and 0.6 (wrong) in bins of their own:
+    # ECE = (|1 - 0.9| + |0 - 0.6|) / 2 = 0.35, as with 10 bins.
+    y_hat = [[0.9, 0.1], [0.4, 0.6]]
+    tracemalloc.start()
+    try:
+        ece = expected_calibration_error(y_hat, [0, 0], n_bins=10**9)
+        conf, acc, count = reliability_curve(y_hat, [0, 0], n_bins=10**9)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20  # the edges of 10**9 bins alone are 8 GB
+    assert ece == pytest.approx(0.35, rel=1e-15)
+    np.testing.assert_array_equal(conf, [0.6, 0.9])
+    np.testing.assert_array_equal(acc, [0.0, 1.0])
+    np.testing.assert_array_equal(count, [1, 1])
+    # 10**20 bins (more than an int64 can count) work the same way
+    assert expected_calibration_error(y_hat, [0, 0], n_bins=10**20) == (
+        pytest.approx(0.35, rel=1e-15)
+    )
+    _, _, count = reliability_curve(y_hat, [0, 0], n_bins=10**20)
+    np.testing.assert_array_equal(count, [1, 1])
+
+
+def test_huge_n_bins_keeps_the_edges_m_over_m():
+    # M = 10**9: 0.7 == fl(7e8 / 1e9) is an edge, so it ends bin 7e8 - 1;
+    # the next float and 0.7 + 5e-10 are in bin 7e8, (0.7, 0.700000001].
+    c = np.array([0.7, np.nextafter(0.7, 1.0), 0.7 + 5e-10, 0.700000001 + 1e-12])
+    assert 0.7 == 7 * 10**8 / 10**9 and 0.700000001 == 700000001 / 10**9
+    y_hat = np.column_stack([c, 1 - c])
+    conf, _, count = reliability_curve(y_hat, [0, 0, 0, 0], n_bins=10**9)
+    np.testing.assert_array_equal(count, [1, 2, 1])
+    assert conf[0] == 0.7 and conf[2] == c[3]
+
+
+@pytest.mark.parametrize(
+    ("dtype", "n_bins", "largest"),
+    [
+        (np.float64, 10**309, r"1\.7976931348623157e\+308"),
+        (np.float32, 10**39, r"3\.4028235e\+38"),
+    ],
+)
+def test_n_bins_beyond_the_float_range(dtype, n_bins, largest):
+    y_hat = np.array(GOOD_Y_HAT, dtype)
+    for func in (expected_calibration_error, reliability_curve):
+        with pytest.raises(
+            ValueError,
+            match=rf"n_bins = 10{{39,309}} is too large: .* computed in "
+            rf"{np.dtype(dtype)}, whose largest number is {largest}",
+        ):
+            func(y_hat, [0, 1], n_bins=n_bins)
+
+
+def old_bins(confidence, n_bins):
+    """The bins of the first implementation: searchsorted on stored edges."""
+    dtype = confidence.dtype
+    edges = np.arange(n_bins + 1, dtype=dtype) / dtype.type(n_bins)
+    bins = np.searchsorted(edges, confidence, side="left") - 1
+    return np.clip(bins, 0, n_bins - 1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from([np.float32, np.float64, np.longdouble]),
+    st.integers(1, 3000),
+    st.lists(st.integers(0, 3000), min_size=1, max_size=20),
+    st.lists(st.sampled_from([-1, 0, 1]), min_size=20, max_size=20),
+)
+def test_bins_match_stored_edges_exactly(dtype, n_bins, ms, nudges):
+    # Confidences on the edges m / M and one float either side of them.
+    dtype = np.dtype(dtype)
+    edges = np.arange(n_bins + 1, dtype=dtype) / dtype.type(n_bins)
+    c = edges[np.minimum(ms, n_bins)]
+    towards = np.where(np.array(nudges[: c.size]) > 0, 2.0, -1.0).astype(dtype)
+    c = np.where(np.array(nudges[: c.size]) != 0, np.nextafter(c, towards), c)
+    c = np.clip(c, 0, 1).astype(dtype)
+    ends = calibration._bin_ends(c, n_bins)
+    np.testing.assert_array_equal(ends - 1, old_bins(c, n_bins))
+
+
+def reference_bin(c, n_bins, dtype):
+    """max{m : fl(fl(m) / fl(M)) < c}, by bisection on the Python integer m."""
+    big = dtype.type(n_bins)
+    lo, hi = 0, n_bins  # edge(lo) < c (for c > 0), edge(hi) = 1 >= c
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if dtype.type(mid) / big < c:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from([np.float32, np.float64, np.longdouble]),
+    st.sampled_from([2**24 + 1, 2**24 + 3, 10**9, 2**53 + 1, 10**20, 3 * 10**30]),
+    st.floats(1e-6, 1.0),
+    st.integers(-3, 3),
+)
+def test_bins_for_huge_n_bins_match_a_bisection_reference(dtype, n_bins, c, steps):
+    # Beyond 2**24 (float32) or 2**53 (float64) the conversion of m rounds,
+    # so neighbouring m share an edge; the bin is still the last m whose
+    # edge is below c, and the key x = m + 1 is the float of that integer.
+    dtype = np.dtype(dtype)
+    c = dtype.type(c)
+    for _ in range(abs(steps)):
+        c = np.nextafter(c, dtype.type(2.0 if steps > 0 else 0.0))
+    c = min(c, dtype.type(1))
+    x = calibration._bin_ends(np.array([c], dtype), n_bins)[0]
+    assert x == dtype.type(reference_bin(c, n_bins, dtype) + 1)
+
+
+@pytest.mark.parametrize(
+    ("func", "z"),
+    [
+        (expected_calibration_error, GOOD_Y_HAT),
+        (reliability_curve, GOOD_Y_HAT),
+        (fit_temperature, [[1.0, 0.0], [0.0, 2.0]]),
+    ],
+)
+def test_two_dimensional_y_is_rejected_as_not_labels(func, z):
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "y must be a 1-D array of integer class labels of shape (2,); target "
+            "distributions are not accepted here, got shape (2, 2)"
+        ),
+    ):
+        func(z, np.eye(2))
+    # A 1-D float y is a dtype error, without a hint to pass 2-D targets.
+    with pytest.raises(TypeError, match=r"integer class labels") as info:
+        func(z, [0.0, 1.0])
+    assert "2-D" not in str(info.value)
+    assert "not accepted here" in str(info.value)
+
+
+def exact_margin_sign(z, y):
+    """Sign of sum_i (C z[i, y_i] - sum_j z[i, j]), in exact rational arithmetic."""
+    from fractions import Fraction
+
+    z = np.asarray(z, dtype=np.float64)
+    total = sum(
+        z.shape[1] * Fraction(z[i, label]) - sum(map(Fraction, z[i]))
+        for i, label in enumerate(y)
+    )
+    return (total > 0) - (total < 0)
+
+
+# An exact mean margin of 0 comes out of float64 as a tiny positive number;
+# without a rounding bound these returned T from 2.25e15 to 3.1e16. The first
+# is the reviewer's case, the others came from a brute-force search over
+# logits k / 10 (every one of them gave a finite T before).
+ROUNDED_ZERO_MARGINS = [
+    ([[-0.2, 0.3, -0.1], [0.1, -0.3, -0.1]], [0, 0]),
+    ([[-0.3, 0.4, -0.4], [0.3, -0.8, 0.2]], [2, 2]),
+    (
+        [[0.4, -0.8, -0.2, -0.8], [0.2, -0.2, 0.2, 0.0], [-0.6, 0.5, -0.6, -0.9]],
+        [0, 1, 3],
+    ),
+    ([[0.2, -0.5], [0.2, -0.4], [-0.2, -0.3], [0.7, 0.7]], [1, 0, 0, 0]),
+    ([[0.6, 0.0], [0.2, -0.7], [-0.1, 0.1], [0.3, 0.2]], [0, 1, 1, 0]),
+    ([[0.6, -0.2], [0.8, 0.4], [0.9, -0.3]], [0, 0, 1]),
+]
+
+
+@pytest.mark.parametrize(("z", "y"), ROUNDED_ZERO_MARGINS)
+def test_a_margin_of_zero_rounded_up_still_means_t_is_infinite(z, y):
+    assert exact_margin_sign(z, y) == 0  # the exact answer is T = inf
+    with pytest.raises(
+        ValueError,
+        match=r"keeps falling as T -> inf \(to within rounding error\).*"
+        r"mean of z\[y\] - mean\(z\) = .* (<= 0|is not above its rounding-error "
+        r"bound)",
+    ):
+        fit_temperature(z, y)
+
+
+@pytest.mark.parametrize("gap", [1.35e-6, 1e-4])
+def test_a_genuinely_tiny_margin_still_gives_a_large_finite_t(gap):
+    # Rows [1, 0] (class 0) and [1 - gap, 0] (class 1): margin gap / 4 and
+    # f''(0) about 1/4, so T is about 1 / gap (7.4e5 for gap = 1.35e-6).
+    z = [[1.0, 0.0], [1.0 - gap, 0.0]]
+    assert exact_margin_sign(z, [0, 1]) == 1
+    t = fit_temperature(z, [0, 1])
+    assert t == pytest.approx(1 / gap, rel=1e-3)
+    beta = 1 / t
+    assert slope_mp(z, [0, 1], beta * (1 - 1e-8)) < 0
+    assert slope_mp(z, [0, 1], beta * (1 + 1e-8)) > 0
+
+
+def test_masked_logits_are_rejected_with_a_reason():
+    with pytest.raises(
+        ValueError,
+        match=r"logits\[1, 2\] = -inf is not finite; .*a -inf that masks a class "
+        r"is not supported",
+    ):
+        fit_temperature([[1.0, 0.0, 2.0], [1.0, 0.5, -np.inf]], [0, 1])
+
+
+@pytest.mark.skipif(not LONGDOUBLE_IS_WIDER, reason="longdouble is float64 here")
+def test_longdouble_logits_beyond_the_float64_range():
+    # Rows [a, 0] with 2 of 3 labels class 0: T = a / log 2 (see the doctest).
+    z = np.array([[1.0, 0.0]] * 3, np.longdouble)
+    t = fit_temperature(z * np.longdouble("1e300"), [0, 0, 1])
+    assert t == pytest.approx(1e300 / np.log(2), rel=1e-12)
+    with pytest.raises(ValueError, match=r"T = 1\.44\d*e\+400 is outside the range"):
+        fit_temperature(z * np.longdouble("1e400"), [0, 0, 1])
