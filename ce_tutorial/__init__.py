@@ -10,10 +10,13 @@ the offending value.
   :func:`cross_entropy`;
 - losses on logits: :func:`cross_entropy_from_logits`, :func:`cross_entropy_grad`;
 - helpers: :func:`one_hot`, :func:`entropy`, :func:`kl_divergence`;
+- the fused language-model head: :func:`linear_cross_entropy`, the loss of
+  ``features @ weight.T`` and its gradients without the full logits;
 - large inputs are streamed in blocks of rows, on :func:`get_num_threads`
   threads (see :func:`set_num_threads`).
 """
 
+from ._fused import linear_cross_entropy
 from ._information import entropy, kl_divergence
 from ._losses import (
     cross_entropy,
@@ -36,6 +39,7 @@ __all__ = [
     "get_num_threads",
     "kl_divergence",
     "likelihood",
+    "linear_cross_entropy",
     "log_softmax",
     "logsumexp",
     "negative_log_likelihood",
