@@ -57,6 +57,14 @@ def chunk_rows(n_rows: int, vocab: int, itemsize: int) -> int:
     return max(1, min(by_budget, by_fraction))
 
 
+def vocab_block_rows(rows: int, vocab: int, d: int, itemsize: int) -> int:
+    """Vocabulary rows per block of the grad_weight update: at most
+    VOCAB_BLOCK_BYTES, and at most half the chunk buffer of ``rows x vocab``."""
+    by_budget = VOCAB_BLOCK_BYTES // max(1, d * itemsize)
+    by_chunk = rows * vocab // max(1, 2 * d)
+    return max(1, min(by_budget, by_chunk))
+
+
 def _check_matrix(x: np.ndarray, name: str, shape_name: str) -> None:
     if x.ndim != 2:
         raise ValueError(f"{name} must be 2-D, of shape {shape_name}, got {x.shape}")
@@ -204,17 +212,20 @@ def linear_cross_entropy(
         \frac{\partial L}{\partial W} = \sum_c G_c^\top H_c .
 
     :math:`G_c W` is written straight into its rows of ``grad_features``.
-    :math:`G_c^\top H_c` is added into ``grad_weight`` one block of about
-    256 KiB of vocabulary rows at a time (the first chunk writes it
-    directly), so no :math:`V \times d` temporary is ever made.
+    :math:`G_c^\top H_c` is added into ``grad_weight`` one block of
+    vocabulary rows at a time (the first chunk writes it directly), so no
+    :math:`V \times d` temporary is ever made. A block's product takes at
+    most 256 KiB, so that it is still in cache when it is added, and at most
+    half the chunk buffer.
 
     **The memory budget.** The chunk has
     :math:`r = \max(1, \min(\lfloor 32\,\text{MiB} / (V b) \rfloor,
     \lceil N / 16 \rceil))` rows, for :math:`b` bytes per number: at most
     32 MiB of logits, and at most a sixteenth of the batch. The extra memory
-    beyond the returned arrays is that buffer, a 256 KiB block, and a few
-    vectors of chunk length, so it stays below an eighth of the
-    :math:`N \times V` logits once :math:`d` is small next to :math:`V`.
+    beyond the returned arrays is that buffer, one block of the
+    ``grad_weight`` update (at most half the buffer), and a few vectors of
+    length :math:`N`, so it stays below an eighth of the :math:`N \times V`
+    logits unless :math:`V` is tiny.
     Inputs that are not C-contiguous or not in the compute dtype are copied
     once first.
 
@@ -291,12 +302,12 @@ def linear_cross_entropy(
     scale = 1.0 / n_kept if reduction == "mean" else 1.0
     losses = np.zeros(n, dtype=dtype) if reduction == "none" else None
     total = 0.0  # the sum of the kept losses, in float64
+    rows = chunk_rows(n, vocab, dtype.itemsize)
     if return_grad:
         grad_h = np.empty((n, d), dtype=dtype)
         grad_w = np.zeros((vocab, d), dtype=dtype)
-        v_block = max(1, VOCAB_BLOCK_BYTES // max(1, d * dtype.itemsize))
+        v_block = vocab_block_rows(rows, vocab, d, dtype.itemsize)
         partial = np.empty((min(v_block, vocab), d), dtype=dtype)
-    rows = chunk_rows(n, vocab, dtype.itemsize)
     buffer = np.empty((min(rows, n), vocab), dtype=dtype)
     wide = np.promote_types(dtype, np.float64)
     for start in range(0, n, rows):

@@ -389,8 +389,12 @@ def test_inputs_are_not_modified(small_chunks):
 # --- memory and threads ------------------------------------------------------
 
 
-def test_peak_memory_is_under_an_eighth_of_the_logits():
-    n, d, v = 2048, 32, 4096
+@pytest.mark.parametrize(
+    ("n", "d", "v"),
+    [(2048, 32, 4096), (1024, 64, 1000)],
+    ids=["wide", "d-as-large-as-a-chunk"],
+)
+def test_peak_memory_is_under_an_eighth_of_the_logits(n, d, v):
     h, w, y = problem(n, d, v, seed=3, dtype=np.float32, scale=0.3)
     logits_bytes = n * v * 4
     tracemalloc.start()
