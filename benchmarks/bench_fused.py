@@ -369,11 +369,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     modes = ["1", "default"] if args.threads == "both" else [args.threads]
     print(describe_machine(), flush=True)
     rows = []
+    print()
     for mode in modes:
         for shape in shapes:
-            rows.extend(run_shape(*shape, repeats, mode, pause))
-    print()
-    print(format_rows(rows), flush=True)
+            new = run_shape(*shape, repeats, mode, pause)
+            # the header once, then each shape's rows as soon as they are measured
+            table = format_rows(new)
+            print(table if not rows else table.split("\n", 1)[1], flush=True)
+            rows.extend(new)
     if args.no_memory:
         return 0
     names = ["ce_tutorial"] + (["torch"] if torch is not None else [])

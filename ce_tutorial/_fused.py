@@ -44,10 +44,12 @@ __all__ = ["linear_cross_entropy"]
 # never changed at run time: the module has no mutable state.
 CHUNK_BYTES = 32 << 20
 MAX_CHUNK_FRACTION = 16
-# grad_weight is accumulated over chunks in blocks of this many bytes of
-# vocabulary rows: each block's product is a small temporary that stays in
-# cache while it is added in place, never a V x d temporary.
-VOCAB_BLOCK_BYTES = 256 << 10
+# grad_weight is accumulated over chunks in blocks of vocabulary rows: each
+# block's product is a temporary of at most V/VOCAB_BLOCKS rows (and at most a
+# quarter of the chunk buffer), never a V x d one. Few, large blocks keep the
+# number of BLAS calls small, which matters when BLAS runs several threads:
+# each call ends with the threads waiting for each other.
+VOCAB_BLOCKS = 8
 
 
 def chunk_rows(n_rows: int, vocab: int, itemsize: int) -> int:
@@ -57,12 +59,12 @@ def chunk_rows(n_rows: int, vocab: int, itemsize: int) -> int:
     return max(1, min(by_budget, by_fraction))
 
 
-def vocab_block_rows(rows: int, vocab: int, d: int, itemsize: int) -> int:
-    """Vocabulary rows per block of the grad_weight update: at most
-    VOCAB_BLOCK_BYTES, and at most half the chunk buffer of ``rows x vocab``."""
-    by_budget = VOCAB_BLOCK_BYTES // max(1, d * itemsize)
-    by_chunk = rows * vocab // max(1, 2 * d)
-    return max(1, min(by_budget, by_chunk))
+def vocab_block_rows(rows: int, vocab: int, d: int) -> int:
+    """Vocabulary rows per block of the grad_weight update: about
+    ``vocab / VOCAB_BLOCKS``, and at most a quarter of the chunk buffer."""
+    by_count = -(-vocab // VOCAB_BLOCKS)
+    by_chunk = rows * vocab // max(1, 4 * d)
+    return max(1, min(by_count, by_chunk))
 
 
 def _check_matrix(x: np.ndarray, name: str, shape_name: str) -> None:
@@ -214,18 +216,20 @@ def linear_cross_entropy(
     :math:`G_c W` is written straight into its rows of ``grad_features``.
     :math:`G_c^\top H_c` is added into ``grad_weight`` one block of
     vocabulary rows at a time (the first chunk writes it directly), so no
-    :math:`V \times d` temporary is ever made. A block's product takes at
-    most 256 KiB, so that it is still in cache when it is added, and at most
-    half the chunk buffer.
+    :math:`V \times d` temporary is ever made. There are at least eight blocks,
+    each of at most :math:`\lceil V/8 \rceil` rows and at most a quarter of the
+    chunk buffer: few BLAS calls, each large enough to use several threads
+    well.
 
     **The memory budget.** The chunk has
     :math:`r = \max(1, \min(\lfloor 32\,\text{MiB} / (V b) \rfloor,
     \lceil N / 16 \rceil))` rows, for :math:`b` bytes per number: at most
     32 MiB of logits, and at most a sixteenth of the batch. The extra memory
     beyond the returned arrays is that buffer, one block of the
-    ``grad_weight`` update (at most half the buffer), and a few vectors of
-    length :math:`N`, so it stays below an eighth of the :math:`N \times V`
-    logits unless :math:`V` is tiny.
+    ``grad_weight`` update (at most a quarter of the buffer), and a few
+    vectors of length :math:`N`: about 8% of the :math:`N \times V` logits,
+    below an eighth unless :math:`V` is tiny. BLAS's own workspace, a few MB
+    that ``tracemalloc`` does not see, comes on top.
     Inputs that are not C-contiguous or not in the compute dtype are copied
     once first.
 
@@ -305,8 +309,8 @@ def linear_cross_entropy(
     rows = chunk_rows(n, vocab, dtype.itemsize)
     if return_grad:
         grad_h = np.empty((n, d), dtype=dtype)
-        grad_w = np.zeros((vocab, d), dtype=dtype)
-        v_block = vocab_block_rows(rows, vocab, d, dtype.itemsize)
+        grad_w = np.zeros((vocab, d), dtype=dtype)  # stays 0 if n = 0
+        v_block = vocab_block_rows(rows, vocab, d)
         partial = np.empty((min(v_block, vocab), d), dtype=dtype)
     buffer = np.empty((min(rows, n), vocab), dtype=dtype)
     wide = np.promote_types(dtype, np.float64)
@@ -343,10 +347,10 @@ def linear_cross_entropy(
         z[local, picked] -= dtype.type(scale)
         np.matmul(z, w, out=grad_h[start:stop])
         hc = h[start:stop]
-        if start == 0:
-            np.matmul(z.T, hc, out=grad_w)
-            continue
         for v in range(0, vocab, v_block):
+            if start == 0:  # the first chunk writes grad_weight directly
+                np.matmul(z[:, v : v + v_block].T, hc, out=grad_w[v : v + v_block])
+                continue
             block = partial[: min(v_block, vocab - v)]
             np.matmul(z[:, v : v + v_block].T, hc, out=block)
             grad_w[v : v + v_block] += block

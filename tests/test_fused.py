@@ -61,7 +61,7 @@ def problem(n=40, d=6, v=30, seed=0, dtype=np.float64, scale=1.0):
 def small_chunks(monkeypatch):
     """Force several chunks of rows and several vocabulary blocks."""
     monkeypatch.setattr(fused, "CHUNK_BYTES", 7 * 30 * 8)  # 7 rows of 30 words
-    monkeypatch.setattr(fused, "VOCAB_BLOCK_BYTES", 4 * 6 * 8)  # 4 words a block
+    monkeypatch.setattr(fused, "VOCAB_BLOCKS", 4)  # blocks of 8, 8, 8 and 6 words
 
 
 # --- agreement with the unfused computation ---------------------------------
