@@ -339,6 +339,12 @@ def plot(records: Sequence[dict], path: str) -> None:
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xticks(vs, [f"{v:,}" for v in vs])
+    lo, hi = ax.get_ylim()
+    ticks = [
+        t for t in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000) if lo <= t <= hi
+    ]
+    ax.set_yticks(ticks, [f"{t:,}" for t in ticks])
+    ax.set_ylim(lo, hi)
     ax.minorticks_off()
     ax.set_xlabel(f"vocabulary size V (N = {n:,}, d = {d}, float32)")
     ax.set_ylabel("peak extra resident memory (MB)")
