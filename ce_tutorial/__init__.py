@@ -15,6 +15,8 @@ the offending value.
 - helpers: :func:`one_hot`, :func:`entropy`, :func:`kl_divergence`;
 - calibration: :func:`expected_calibration_error`, :func:`reliability_curve`,
   :func:`fit_temperature`;
+- the fused language-model head: :func:`linear_cross_entropy`, the loss of
+  ``features @ weight.T`` and its gradients without the full logits;
 - large inputs are streamed in blocks of rows, on :func:`get_num_threads`
   threads (see :func:`set_num_threads`).
 """
@@ -31,6 +33,7 @@ from ._calibration import (
     fit_temperature,
     reliability_curve,
 )
+from ._fused import linear_cross_entropy
 from ._information import entropy, kl_divergence
 from ._losses import (
     cross_entropy,
@@ -58,6 +61,7 @@ __all__ = [
     "get_num_threads",
     "kl_divergence",
     "likelihood",
+    "linear_cross_entropy",
     "log_sigmoid",
     "log_softmax",
     "logsumexp",

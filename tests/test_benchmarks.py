@@ -9,6 +9,7 @@ asserted: timings on a shared machine are not a test.
 from __future__ import annotations
 
 import importlib.util
+import os
 import pathlib
 
 import numpy as np
@@ -102,3 +103,27 @@ def test_tiny_accuracy_run_prints_every_case_and_ce_tutorial_is_within_bounds(ca
             continue  # no reference more precise than float64 on this platform
         ours_abs = float(case[4])
         assert 0 <= ours_abs <= 4, case  # the bound the package's tests use
+
+
+FUSED = HARNESS.parent / "bench_fused.py"
+
+
+def test_fused_harness_smoke_run_agrees_with_torch_when_present():
+    fused = _load_script(FUSED)
+    rows = fused.run_shape(64, 16, 500, repeats=1, threads="1", pause=0.0)
+    assert [row["pass"] for row in rows] == list(fused.PASSES)
+    h, w, y = fused.make_data(64, 16, 500)
+    want = float(ce_tutorial.linear_cross_entropy(h, w, y))
+    for row in rows:
+        assert row["loss"] == pytest.approx(want, rel=1e-6)
+        if fused.torch is not None:
+            assert row["max_rel_diff"] < 1e-5
+            assert row["ratio"] > 0
+    assert "64x16x500" in fused.format_rows(rows)
+    if not os.access("/proc/self/clear_refs", os.W_OK):
+        return  # the resident-set measurement needs Linux's /proc
+    record = fused.measure_in_this_process(
+        "ce_tutorial", "forward+backward", 64, 16, 500
+    )
+    assert record["returned"] == (64 + 500) * 16 * 4  # both gradients, float32
+    assert record["logits"] == 64 * 500 * 4

@@ -1,0 +1,405 @@
+"""Time and memory of the fused language-model head against PyTorch's unfused one.
+
+Run as a script (it is not a test: timings belong in a report, not in CI)::
+
+    python benchmarks/bench_fused.py                  # the issue's two shapes
+    python benchmarks/bench_fused.py --threads 1      # one thread on each side
+    python benchmarks/bench_fused.py --quick          # a seconds-long smoke run
+
+Two ways to compute the mean cross-entropy of ``features @ weight.T`` for
+integer labels, float32:
+
+- ``ce_tutorial``: :func:`ce_tutorial.linear_cross_entropy`, which works in
+  chunks of rows and never holds the ``N x V`` logits; ``return_grad=True``
+  for the forward and backward pass;
+- ``torch``: the unfused path of a PyTorch training step on the CPU,
+  ``F.cross_entropy(F.linear(h, W), y)`` then ``loss.backward()``; the
+  forward-only case runs under ``torch.no_grad()`` (nothing saved for backward,
+  the cheapest form PyTorch offers).
+
+**Time.** For each shape, thread mode and pass (forward and backward, forward
+only) the two are timed round-robin in one run, alternating which goes first,
+with a pause before each call, and the medians are compared as ratios
+(ce_tutorial's time divided by torch's: below 1 is faster). "1 thread" limits
+NumPy's BLAS with ``threadpoolctl`` and PyTorch with ``torch.set_num_threads``;
+"default" leaves both libraries at their defaults (one thread per CPU). In the
+fused head BLAS owns every thread: the package's own pool is not used.
+
+**Memory.** Each measurement runs in a fresh subprocess, which makes the data,
+warms the libraries up on a tiny problem, resets the resident-set high-water
+mark (``/proc/self/clear_refs``), runs the call once and reads ``VmHWM`` from
+``/proc/self/status``. The peak extra memory is the growth of that high-water
+mark minus the bytes of the returned gradients, the same for both sides
+(``tracemalloc`` cannot see PyTorch's allocations). ``--plot`` draws it against
+the vocabulary size ``V``.
+
+The CPU model and flags (AVX2 and AVX-512 machines differ a lot) are printed
+with the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+import ce_tutorial
+
+try:
+    import torch
+    import torch.nn.functional as F
+except ImportError:  # torch is optional: it is never in requirements.txt
+    torch = None
+
+SHAPES = [(2048, 512, 32000), (4096, 768, 50257)]
+QUICK_SHAPES = [(64, 16, 500)]
+SWEEP_N, SWEEP_D = 2048, 512
+SWEEP_V = [4000, 8000, 16000, 32000, 50257]
+QUICK_SWEEP = (64, 16, [250, 500])
+PASSES = ("forward+backward", "forward")
+PAUSE = 0.2  # seconds of rest before each timed call
+_TORCH_DEFAULT_THREADS = torch.get_num_threads() if torch is not None else 1
+
+Call = Callable[[], object]
+
+
+def make_data(n: int, d: int, v: int, seed: int = 0):
+    """float32 features (normal) and weights (scaled by 1/sqrt(d), so the
+    logits have spread about 1), and uniform labels."""
+    rng = np.random.default_rng(seed)
+    h = rng.standard_normal((n, d), dtype=np.float32)
+    w = rng.standard_normal((v, d), dtype=np.float32)
+    w *= np.float32(1 / np.sqrt(d))
+    y = rng.integers(0, v, size=n)
+    return h, w, y
+
+
+def ours(h, w, y, pass_: str) -> Call:
+    if pass_ == "forward":
+        return lambda: (ce_tutorial.linear_cross_entropy(h, w, y),)
+    return lambda: ce_tutorial.linear_cross_entropy(h, w, y, return_grad=True)
+
+
+def theirs(h, w, y, pass_: str) -> Call:
+    """PyTorch's unfused head on the same buffers (torch.from_numpy: no copy)."""
+    yt = torch.from_numpy(y)
+    if pass_ == "forward":
+
+        def forward():
+            with torch.no_grad():
+                ht, wt = torch.from_numpy(h), torch.from_numpy(w)
+                return (F.cross_entropy(F.linear(ht, wt), yt),)
+
+        return forward
+
+    def step():
+        ht = torch.from_numpy(h).requires_grad_()
+        wt = torch.from_numpy(w).requires_grad_()
+        loss = F.cross_entropy(F.linear(ht, wt), yt)
+        loss.backward()
+        return loss, ht.grad, wt.grad
+
+    return step
+
+
+def contenders(h, w, y, pass_: str) -> dict[str, Call]:
+    found = {"ce_tutorial": ours(h, w, y, pass_)}
+    if torch is not None:
+        found["torch"] = theirs(h, w, y, pass_)
+    return found
+
+
+class Threads:
+    """A context: ``"1"`` limits both sides to one thread; ``"default"`` not."""
+
+    def __init__(self, mode: str):
+        self.mode = mode
+
+    def __enter__(self):
+        if self.mode == "1":
+            self._limit = threadpool_limits(1, user_api="blas")
+            if torch is not None:
+                torch.set_num_threads(1)
+        return self
+
+    def __exit__(self, *exc):
+        if self.mode == "1":
+            self._limit.restore_original_limits()
+            if torch is not None:
+                torch.set_num_threads(_TORCH_DEFAULT_THREADS)
+
+
+def _as_numpy(x) -> np.ndarray:
+    return x.detach().numpy() if hasattr(x, "detach") else np.asarray(x)
+
+
+def time_round_robin(
+    calls: dict[str, Call], repeats: int, pause: float = PAUSE
+) -> dict[str, float]:
+    """Median wall time of each call; each repeat runs every call once, in a
+    rotating order, so that a slow spell of the shared machine hits all."""
+    names = list(calls)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(repeats):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for name in order:
+            gc.collect()
+            time.sleep(pause)
+            start = time.perf_counter()
+            calls[name]()
+            times[name].append(time.perf_counter() - start)
+    return {name: float(np.median(t)) for name, t in times.items()}
+
+
+def run_shape(
+    n: int, d: int, v: int, repeats: int, threads: str, pause: float = PAUSE
+) -> list[dict]:
+    """One row per pass: medians, the ratio, and how far the answers agree."""
+    h, w, y = make_data(n, d, v)
+    rows = []
+    with Threads(threads):
+        for pass_ in PASSES:
+            calls = contenders(h, w, y, pass_)
+            results = {name: call() for name, call in calls.items()}  # warm-up
+            medians = time_round_robin(calls, repeats, pause)
+            row = {
+                "shape": (n, d, v),
+                "threads": threads,
+                "pass": pass_,
+                "seconds": medians,
+                "loss": float(results["ce_tutorial"][0]),
+                "ratio": None,
+                "max_rel_diff": None,
+            }
+            if "torch" in results:
+                row["ratio"] = medians["ce_tutorial"] / medians["torch"]
+                diffs = [
+                    float(
+                        np.max(np.abs(a - _as_numpy(b))) / np.max(np.abs(_as_numpy(b)))
+                    )
+                    for a, b in zip(
+                        results["ce_tutorial"], results["torch"], strict=True
+                    )
+                ]
+                row["max_rel_diff"] = max(diffs)
+            rows.append(row)
+            del results, calls
+            gc.collect()
+    return rows
+
+
+# --- memory, one subprocess per measurement ---------------------------------
+
+
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def measure_in_this_process(name: str, pass_: str, n: int, d: int, v: int) -> dict:
+    """Peak extra resident memory of one call, in bytes, minus its gradients."""
+    tiny = make_data(8, 4, 16, seed=1)
+    for call in contenders(*tiny, pass_).values():  # load and warm up the libraries
+        call()
+    h, w, y = make_data(n, d, v)
+    call = contenders(h, w, y, pass_)[name]
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as clear:
+        clear.write("5")  # VmHWM := VmRSS
+    before = _status_kb("VmRSS")
+    result = call()
+    peak = _status_kb("VmHWM")
+    returned = sum(_as_numpy(x).nbytes for x in result[1:])
+    return {
+        "name": name,
+        "pass": pass_,
+        "shape": [n, d, v],
+        "peak_growth": (peak - before) * 1024,
+        "returned": returned,
+        "extra": (peak - before) * 1024 - returned,
+        "logits": n * v * 4,
+    }
+
+
+def measure(name: str, pass_: str, n: int, d: int, v: int) -> dict:
+    """Run :func:`measure_in_this_process` in a fresh interpreter."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--memory-child", name, pass_, f"{n}x{d}x{v}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.splitlines()[-1])
+
+
+# --- reporting ---------------------------------------------------------------
+
+
+def describe_machine() -> str:
+    """The CPU model and flags from lscpu, and the library versions."""
+    info = {}
+    try:
+        text = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        for line in text.splitlines():
+            key, _, value = line.partition(":")
+            info[key.strip()] = value.strip()
+    except OSError:
+        pass
+    flags = info.get("Flags", "").split()
+    simd = [f for f in flags if f.startswith(("avx", "fma", "sse4"))]
+    import threadpoolctl
+
+    blas = [
+        f"{i['internal_api']} {i.get('version')} ({i['num_threads']} threads)"
+        for i in threadpoolctl.threadpool_info()
+    ]
+    parts = [
+        f"CPU: {info.get('Model name', 'unknown')}, family {info.get('CPU family')} "
+        f"model {info.get('Model')}, {os.cpu_count()} CPUs",
+        f"SIMD flags: {' '.join(simd) or 'unknown'}",
+        f"python {sys.version.split()[0]}, numpy {np.__version__}, "
+        f"torch {torch.__version__ if torch is not None else 'absent'} "
+        f"(default threads {_TORCH_DEFAULT_THREADS})",
+        f"thread pools: {'; '.join(blas)}",
+    ]
+    return "\n".join(parts)
+
+
+def format_rows(rows: Sequence[dict]) -> str:
+    lines = [
+        f"{'N x d x V':>20} {'threads':>7} {'pass':>16} {'ours s':>8} "
+        f"{'torch s':>8} {'ratio':>6} {'max rel diff':>12}"
+    ]
+    for row in rows:
+        n, d, v = row["shape"]
+        t = row["seconds"]
+        torch_s = f"{t['torch']:8.3f}" if "torch" in t else f"{'n/a':>8}"
+        ratio = "n/a" if row["ratio"] is None else f"{row['ratio']:.2f}"
+        diff = "n/a" if row["max_rel_diff"] is None else f"{row['max_rel_diff']:.1e}"
+        lines.append(
+            f"{f'{n}x{d}x{v}':>20} {row['threads']:>7} {row['pass']:>16} "
+            f"{t['ce_tutorial']:8.3f} {torch_s} {ratio:>6} {diff:>12}"
+        )
+    return "\n".join(lines)
+
+
+def format_memory(records: Sequence[dict]) -> str:
+    lines = [
+        f"{'name':>12} {'pass':>16} {'N x d x V':>18} {'extra MB':>9} "
+        f"{'of logits':>9} {'gradients MB':>12}"
+    ]
+    for r in records:
+        n, d, v = r["shape"]
+        lines.append(
+            f"{r['name']:>12} {r['pass']:>16} {f'{n}x{d}x{v}':>18} "
+            f"{r['extra'] / 1e6:9.1f} {r['extra'] / r['logits']:9.3f} "
+            f"{r['returned'] / 1e6:12.1f}"
+        )
+    return "\n".join(lines)
+
+
+def plot(records: Sequence[dict], path: str) -> None:
+    """Peak extra memory against V for both sides, with the logits' size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    style = os.path.join(
+        os.path.dirname(__file__), "..", "book", "ce_tutorial.mplstyle"
+    )
+    plt.style.use(style)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    vs = sorted({r["shape"][2] for r in records})
+    n = records[0]["shape"][0]
+    d = records[0]["shape"][1]
+    ax.plot(vs, [n * v * 4 / 1e6 for v in vs], "k--", label="one N x V float32 array")
+    for name, marker in (("torch", "o"), ("ce_tutorial", "s")):
+        mine = sorted(
+            (r for r in records if r["name"] == name), key=lambda r: r["shape"][2]
+        )
+        if mine:
+            ax.plot(
+                [r["shape"][2] for r in mine],
+                [max(r["extra"], 1) / 1e6 for r in mine],
+                marker=marker,
+                label=f"{name}: peak extra beyond the gradients",
+            )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xticks(vs, [f"{v:,}" for v in vs])
+    lo, hi = ax.get_ylim()
+    ticks = [
+        t for t in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000) if lo <= t <= hi
+    ]
+    ax.set_yticks(ticks, [f"{t:,}" for t in ticks])
+    ax.set_ylim(lo, hi)
+    ax.minorticks_off()
+    ax.set_xlabel(f"vocabulary size V (N = {n:,}, d = {d}, float32)")
+    ax.set_ylabel("peak extra resident memory (MB)")
+    ax.set_title("Forward and backward of the LM head: memory beyond the gradients")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", choices=["1", "default", "both"], default="both")
+    parser.add_argument("--quick", action="store_true", help="tiny shapes, 1 repeat")
+    parser.add_argument("--plot", default="benchmarks/fused_memory.png")
+    parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.memory_child:
+        name, pass_, shape = args.memory_child
+        n, d, v = (int(k) for k in shape.split("x"))
+        print(json.dumps(measure_in_this_process(name, pass_, n, d, v)))
+        return 0
+
+    shapes = QUICK_SHAPES if args.quick else SHAPES
+    repeats, pause = (1, 0.0) if args.quick else (args.repeats, PAUSE)
+    modes = ["1", "default"] if args.threads == "both" else [args.threads]
+    print(describe_machine(), flush=True)
+    rows = []
+    print()
+    for mode in modes:
+        for shape in shapes:
+            new = run_shape(*shape, repeats, mode, pause)
+            # the header once, then each shape's rows as soon as they are measured
+            table = format_rows(new)
+            print(table if not rows else table.split("\n", 1)[1], flush=True)
+            rows.extend(new)
+    if args.no_memory:
+        return 0
+    names = ["ce_tutorial"] + (["torch"] if torch is not None else [])
+    records = [measure(name, p, *s) for s in shapes for p in PASSES for name in names]
+    n, d, sweep = QUICK_SWEEP if args.quick else (SWEEP_N, SWEEP_D, SWEEP_V)
+    sweep_records = [
+        measure(name, "forward+backward", n, d, v) for v in sweep for name in names
+    ]
+    print()
+    print(format_memory(records))
+    print()
+    print(format_memory(sweep_records))
+    if args.plot:
+        plot(sweep_records, args.plot)
+        print(f"\nfigure: {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
