@@ -674,6 +674,8 @@ def _label_losses(
     def kernel(a: int, b: int, w: np.ndarray) -> None:
         block, picked, rest = z[a:b], labels[a:b], losses[a:b]
         skip = None if skip_label is None else picked == skip_label
+        if skip is not None and not skip.any():
+            skip = None  # nothing to skip in this block: no copy
         if skip is not None:
             picked = np.where(skip, 0, picked).astype(labels.dtype, copy=False)
         rows = np.arange(b - a)
