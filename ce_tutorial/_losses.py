@@ -23,6 +23,8 @@ from ._validation import (
     as_array,
     as_labels,
     check_distributions,
+    check_ignore_index,
+    check_kept_rows,
     check_label_dtype_and_shape,
     check_labels,
     check_matrix,
@@ -35,6 +37,8 @@ from ._validation import (
     find_label_error,
     find_logit_error,
     find_value_error,
+    ignored_label,
+    ignored_rows,
     raise_first,
     reduce,
     sum_tolerance,
@@ -165,6 +169,32 @@ def _labels_only(y: npt.ArrayLike, n_samples: int, n_classes: int) -> np.ndarray
         )
     check_label_dtype_and_shape(arr, n_samples)
     return arr
+
+
+def _refuse_ignore_with_distributions(
+    targets: np.ndarray, ignore_index: int | None
+) -> None:
+    """``ignore_index`` marks labels; target distributions have none to mark."""
+    if ignore_index is not None and targets.ndim != 1:
+        raise ValueError(
+            f"ignore_index = {ignore_index} applies to integer labels only, but "
+            f"y holds target distributions of shape {targets.shape}; to skip "
+            f"rows of target distributions, leave them out"
+        )
+
+
+def _kept_rows(targets: np.ndarray, ignore_index: int | None, reduction: str) -> int:
+    """The number of rows that ``ignore_index`` does not skip.
+
+    ``targets`` are valid integer labels or target distributions. Raises if
+    ``reduction="mean"`` would have no row to average over.
+    """
+    n = targets.shape[0]
+    check_mean_batch(reduction, n)
+    skip = None if ignore_index is None else ignored_rows(targets, ignore_index)
+    n_kept = n if skip is None else n - int(np.count_nonzero(skip))
+    check_kept_rows(reduction, n_kept, ignore_index)
+    return n_kept
 
 
 def _true_class_probabilities(y_hat: npt.ArrayLike, y: npt.ArrayLike) -> np.ndarray:
@@ -389,7 +419,11 @@ def cross_entropy(
 
 
 def cross_entropy_from_logits(
-    logits: npt.ArrayLike, y: npt.ArrayLike, reduction: str = "none"
+    logits: npt.ArrayLike,
+    y: npt.ArrayLike,
+    reduction: str = "none",
+    *,
+    ignore_index: int | None = None,
 ) -> np.ndarray | np.floating:
     r"""The cross-entropy loss computed stably from unnormalised scores.
 
@@ -409,10 +443,20 @@ def cross_entropy_from_logits(
         the loss, unless it is the true class, which gives ``inf``. Integer
         logits compute in float64, float16 in float32.
     y : array_like of int, shape (n_samples,), or of shape (n_samples, n_classes)
-        Integer class labels in ``0 <= y < n_classes``, or target
-        distributions: finite, non-negative rows summing to 1.
+        Integer class labels in ``0 <= y < n_classes`` (or equal to
+        ``ignore_index``), or target distributions: finite, non-negative rows
+        summing to 1.
     reduction : {"none", "mean", "sum"}, default="none"
-        Return the per-example losses, their mean, or their sum.
+        Return the per-example losses, their mean, or their sum. With
+        ``ignore_index``, the mean is over the kept rows only.
+    ignore_index : int or None, default=None
+        A label value that marks a row to skip, as in PyTorch's
+        ``F.cross_entropy`` (whose default is -100): typically the padding
+        positions of a batch of sequences. A skipped row's loss is 0.0 under
+        ``"none"``, ``"sum"`` adds only the kept rows, and ``"mean"`` divides
+        by their number. Any integer is accepted; a class in range, such as
+        0, skips every row of that class. None (the default) skips nothing,
+        and a negative label is then an error. Integer labels only.
 
     Returns
     -------
@@ -422,14 +466,39 @@ def cross_entropy_from_logits(
     Raises
     ------
     TypeError
-        If labels are not integer, or an input is not real-valued.
+        If labels are not integer, an input is not real-valued, or
+        ``ignore_index`` is neither an integer nor None (``True`` and
+        ``-100.0`` are refused).
     ValueError
         If ``logits`` is not 2-D, holds NaN or ``+inf``, or has a row that is
-        ``-inf`` everywhere; if ``y`` or ``reduction`` breaks the rules above;
-        or if ``reduction="mean"`` meets an empty batch.
+        ``-inf`` everywhere (skipped rows included); if ``y`` or ``reduction``
+        breaks the rules above; if ``reduction="mean"`` meets an empty batch,
+        or a batch where every label equals ``ignore_index``; or if
+        ``ignore_index`` is given with target distributions.
 
     Notes
     -----
+    With ``ignore_index`` and :math:`\mathcal{R}` the set of kept rows
+    (those with :math:`y_i \ne` ``ignore_index``), the reductions are
+
+    .. math:: L_{\text{sum}} = \sum_{i \in \mathcal{R}} \ell_i, \qquad
+        L_{\text{mean}} = \frac{1}{|\mathcal{R}|}
+        \sum_{i \in \mathcal{R}} \ell_i,
+
+    the same numbers as for the batch with the skipped rows left out (up to
+    the rounding of the sum's order). PyTorch returns ``nan`` for the mean
+    when :math:`\mathcal{R}` is empty; this function raises instead, since a
+    NaN loss only shows up later, as NaN weights.
+
+    A skipped row's logits are still validated: NaN, ``+inf`` or a row of
+    ``-inf`` raises there too, naming the row. PyTorch's loss does not depend
+    on those logits, but its autograd gradient of such a row is NaN, and the
+    row comes from the same forward pass as the kept ones: such a value is a
+    bug upstream either way. Passing ``ignore_index`` with target
+    distributions raises ``ValueError``, whatever its value: PyTorch raises
+    for a non-negative ``ignore_index`` with probability targets and accepts
+    a negative one, which then skips nothing.
+
     The loss is computed one block of rows at a time, so the extra memory is a
     small buffer, never a full ``log_softmax`` of the logits.
 
@@ -476,15 +545,33 @@ def cross_entropy_from_logits(
 
     >>> cross_entropy_from_logits([[1000.0, 0.0, -np.inf]], [0])
     array([0.])
+
+    Padding marked with the label -100 is skipped, and the mean is over the
+    two real rows:
+
+    >>> padded = np.vstack([logits, [[5.0, 1.0, 0.0]]])
+    >>> cross_entropy_from_logits(padded, [0, 2, -100], ignore_index=-100)
+    array([2.30258509, 0.69314718, 0.        ])
+    >>> print(cross_entropy_from_logits(
+    ...     padded, [0, 2, -100], reduction="mean", ignore_index=-100
+    ... ))
+    1.4978661367769954
     """
     reduction = check_reduction(reduction)
+    ignore = check_ignore_index(ignore_index)
     z, dtype, _ = prepare_logits(logits, -1)
     check_matrix(z, "logits")
     n, c = z.shape
     targets = _prepare_targets(y, (n, c), values=False)
+    _refuse_ignore_with_distributions(targets, ignore)
     if targets.ndim == 1:
-        _raise_in_row_order(z, find_label_error(targets, c), dtype)
-        return reduce(_label_losses(z, targets, dtype), reduction)
+        found = find_label_error(targets, c, ignore_index=ignore)
+        _raise_in_row_order(z, found, dtype)
+        n_kept = _kept_rows(targets, ignore, reduction)
+        # The kernel finds the skipped rows block by block: no mask of N rows.
+        skip_label = ignored_label(targets.dtype, ignore) if n_kept < n else None
+        losses = _label_losses(z, targets, dtype, skip_label)
+        return reduce(losses, reduction, n_kept)
     losses = np.empty(n, dtype=dtype)
 
     def kernel(a: int, b: int, w: np.ndarray) -> None:
@@ -542,8 +629,19 @@ def _halved_target_losses(
         return (2 * terms.sum(axis=1)).astype(dtype)
 
 
-def _label_losses(z: np.ndarray, labels: np.ndarray, dtype: np.dtype) -> np.ndarray:
+def _label_losses(
+    z: np.ndarray,
+    labels: np.ndarray,
+    dtype: np.dtype,
+    skip_label: np.integer | None = None,
+) -> np.ndarray:
     r"""The losses of valid integer ``labels``, in one streaming pass.
+
+    Rows whose label equals ``skip_label`` (``ignore_index`` in the labels'
+    dtype, or None) get a loss of 0.0. Each block computes them with the
+    label 0 in their place, on a block-sized copy of its labels (``labels``
+    is never written to), and then sets their losses to 0.0; their logits
+    are validated all the same.
 
     With :math:`x_i = e^{-z_{i y_i}} \sum_{j \ne y_i} e^{z_{ij}}`, the loss
     is :math:`\ell_i = \log(1 + x_i)`: shifting row ``i`` by its own
@@ -575,6 +673,11 @@ def _label_losses(z: np.ndarray, labels: np.ndarray, dtype: np.dtype) -> np.ndar
 
     def kernel(a: int, b: int, w: np.ndarray) -> None:
         block, picked, rest = z[a:b], labels[a:b], losses[a:b]
+        skip = None if skip_label is None else picked == skip_label
+        if skip is not None and not skip.any():
+            skip = None  # nothing to skip in this block: no copy
+        if skip is not None:
+            picked = np.where(skip, 0, picked).astype(labels.dtype, copy=False)
         rows = np.arange(b - a)
         # Overflow and NaN are not errors here: the checks below find them.
         with np.errstate(all="ignore"):
@@ -598,6 +701,8 @@ def _label_losses(z: np.ndarray, labels: np.ndarray, dtype: np.dtype) -> np.ndar
             rest[bad] = _shifted_label_losses(
                 block, bad, picked[bad], dtype, lambda i: f"logits[{a + bad[i]}]", w
             )
+        if skip is not None:
+            rest[skip] = 0.0
 
     stream_rows(n, c, dtype, kernel)
     return losses
@@ -636,7 +741,11 @@ def _shifted_label_losses(
 
 
 def cross_entropy_grad(
-    logits: npt.ArrayLike, y: npt.ArrayLike, reduction: str = "mean"
+    logits: npt.ArrayLike,
+    y: npt.ArrayLike,
+    reduction: str = "mean",
+    *,
+    ignore_index: int | None = None,
 ) -> np.ndarray:
     r"""The gradient of :func:`cross_entropy_from_logits` with respect to logits.
 
@@ -651,12 +760,19 @@ def cross_entropy_grad(
     logits : array_like of shape (n_samples, n_classes)
         Real-valued scores, as for :func:`cross_entropy_from_logits`.
     y : array_like of int, shape (n_samples,), or of shape (n_samples, n_classes)
-        Integer class labels or target distributions.
+        Integer class labels (or ``ignore_index``) or target distributions.
     reduction : {"none", "mean", "sum"}, default="mean"
         The reduction of the loss being differentiated. ``"mean"`` divides by
-        ``n_samples``; ``"sum"`` does not. ``"none"`` returns, in row ``i``,
-        the gradient of the loss of example ``i``, which depends on row ``i``
-        alone, so it equals the ``"sum"`` gradient.
+        ``n_samples`` (by the number of kept rows, with ``ignore_index``);
+        ``"sum"`` does not. ``"none"`` returns, in row ``i``, the gradient of
+        the loss of example ``i``, which depends on row ``i`` alone, so it
+        equals the ``"sum"`` gradient.
+    ignore_index : int or None, default=None
+        A label value that marks a row to skip, as for
+        :func:`cross_entropy_from_logits`: that row's gradient is 0.0
+        everywhere, and ``"mean"`` divides by the number of kept rows. Any
+        integer is accepted (a class in range skips that class's rows); None
+        skips nothing. Integer labels only.
 
     Returns
     -------
@@ -666,11 +782,26 @@ def cross_entropy_grad(
     Raises
     ------
     TypeError
-        If labels are not integer, or an input is not real-valued.
+        If labels are not integer, an input is not real-valued, or
+        ``ignore_index`` is neither an integer nor None.
     ValueError
         As :func:`cross_entropy_from_logits`; also if a true class (or a class
-        with target mass) is masked by ``-inf``, since the loss is then
-        infinite and has no gradient.
+        with target mass) of a kept row is masked by ``-inf``, since the loss
+        is then infinite and has no gradient.
+
+    Notes
+    -----
+    With ``ignore_index``, and :math:`\mathcal{R}` the set of kept rows,
+
+    .. math:: \frac{\partial L_{\text{mean}}}{\partial z_{ij}}
+        = \frac{[i \in \mathcal{R}]}{|\mathcal{R}|}
+        \bigl(\operatorname{softmax}(z_i)_j - q_{ij}\bigr),
+
+    so the kept rows' gradient is the one of the batch with the skipped rows
+    left out, and the skipped rows' is 0. As in
+    :func:`cross_entropy_from_logits`, a skipped row's logits are still
+    validated (NaN, ``+inf`` or a row of ``-inf`` raise); a ``-inf`` in a
+    skipped row is never a masked true class, since the row has none.
 
     Examples
     --------
@@ -678,29 +809,48 @@ def cross_entropy_grad(
     >>> cross_entropy_grad([[0.0, 0.0], [0.0, 0.0]], [0, 1])
     array([[-0.25,  0.25],
            [ 0.25, -0.25]])
+
+    A skipped row gets a zero gradient, and the mean is over the two others:
+
+    >>> cross_entropy_grad(
+    ...     [[0.0, 0.0], [0.0, 0.0], [5.0, 1.0]], [0, 1, -100], ignore_index=-100
+    ... )
+    array([[-0.25,  0.25],
+           [ 0.25, -0.25],
+           [ 0.  ,  0.  ]])
     """
     reduction = check_reduction(reduction)
+    ignore = check_ignore_index(ignore_index)
     z, _, _ = prepare_logits(logits, -1)
     check_matrix(z, "logits")
     n, c = z.shape
     targets = _prepare_targets(y, (n, c), values=False)
+    _refuse_ignore_with_distributions(targets, ignore)
     dtype = compute_dtype(z.dtype, "logits")
     if targets.ndim == 1:
-        _raise_in_row_order(z, find_label_error(targets, c), dtype)
+        found = find_label_error(targets, c, ignore_index=ignore)
+        _raise_in_row_order(z, found, dtype)
     else:
         _raise_in_row_order(z, _target_error(targets), dtype)
-    check_mean_batch(reduction, n)
+    n_kept = _kept_rows(targets, ignore, reduction)
+    skip = ignored_rows(targets, ignore) if n_kept < n else None
     grad = softmax(z, axis=-1)
     rows = np.arange(n)
     if targets.ndim == 1:
-        masked = np.isneginf(z[rows, targets])
+        # Skipped rows take class 0 here (on a copy), then are zeroed.
+        labels = targets if skip is None else np.where(skip, 0, targets)
+        masked = np.isneginf(z[rows, labels])
+        if skip is not None:
+            masked &= ~skip
         if masked.any():
             i = int(np.argmax(masked))
             raise ValueError(
                 f"logits[{i}, {targets[i]}] is -inf for the true class y[{i}] = "
                 f"{targets[i]}: the loss is infinite and has no gradient"
             )
-        grad[rows, targets] -= 1
+        grad[rows, labels] -= 1
+        if skip is not None:
+            grad[skip] = 0.0
     else:
         q = targets.astype(grad.dtype, copy=False)
         # Mass is judged before the cast: 1e-50 is mass, even in float32.
@@ -714,5 +864,5 @@ def cross_entropy_grad(
         grad *= q.sum(axis=1, keepdims=True)
         grad -= q
     if reduction == "mean":
-        grad /= n
+        grad /= n_kept
     return grad

@@ -89,14 +89,25 @@ def check_reduction(reduction: object) -> str:
     return reduction
 
 
-def reduce(losses: np.ndarray, reduction: str) -> np.ndarray | np.floating:
-    """Apply a checked ``reduction`` to per-example ``losses`` of shape (N,)."""
+def reduce(
+    losses: np.ndarray, reduction: str, n_kept: int | None = None
+) -> np.ndarray | np.floating:
+    """Apply a checked ``reduction`` to per-example ``losses`` of shape (N,).
+
+    ``n_kept`` is the number of rows that count, when the others hold a loss
+    of 0 that ``"mean"`` must not count (rows skipped by ``ignore_index``).
+    The mean is then ``sum / n_kept``, computed as :func:`numpy.mean` computes
+    it, so that it is the same number when no row is skipped.
+    """
     if reduction == "none":
         return losses
     if reduction == "sum":
         return losses.sum()
     check_mean_batch(reduction, losses.shape[0])
-    return losses.mean()
+    if n_kept is None or n_kept == losses.shape[0]:
+        return losses.mean()
+    total = losses.sum()
+    return total.dtype.type(total / n_kept)
 
 
 def check_mean_batch(reduction: str, n_samples: int) -> None:
@@ -186,22 +197,93 @@ def _check_python_integer_range(y: object, shape: tuple[int, ...], name: str):
             )
 
 
+def check_ignore_index(ignore_index: object) -> int | None:
+    """Return ``ignore_index`` as a Python int, or None.
+
+    Any integer is accepted, as in PyTorch: -100 (PyTorch's default), or even
+    a class in range, whose rows are then all skipped. A NumPy integer is an
+    integer; ``True`` and ``-100.0`` are not, although Python counts ``bool``
+    as an ``int``: they raise ``TypeError``.
+    """
+    if ignore_index is None:
+        return None
+    if isinstance(ignore_index, bool | np.bool_) or not isinstance(
+        ignore_index, numbers.Integral
+    ):
+        raise TypeError(
+            f"ignore_index must be an integer or None, got {ignore_index!r}"
+        )
+    return int(ignore_index)
+
+
+def ignored_label(dtype: np.dtype, ignore_index: int | None) -> np.integer | None:
+    """``ignore_index`` as a scalar of the labels' integer ``dtype``.
+
+    None if ``ignore_index`` is None or no label of that dtype can equal it
+    (-100 for unsigned labels, ``2**70`` for any): then no row is skipped.
+    Comparing labels with this scalar never depends on NumPy's rules for
+    Python integers beyond a dtype's range.
+    """
+    if ignore_index is None:
+        return None
+    info = np.iinfo(dtype)
+    if not info.min <= ignore_index <= info.max:
+        return None
+    return dtype.type(ignore_index)
+
+
+def ignored_rows(y: np.ndarray, ignore_index: int | None) -> np.ndarray | None:
+    """The mask of labels equal to ``ignore_index``, or None if there are none.
+
+    ``y`` holds integer labels of shape (n_samples,).
+    """
+    skip = ignored_label(y.dtype, ignore_index)
+    if skip is None:
+        return None
+    mask = y == skip
+    return mask if mask.any() else None
+
+
+def check_kept_rows(reduction: str, n_kept: int, ignore_index: int | None) -> None:
+    """``reduction="mean"`` needs a row that ``ignore_index`` does not skip.
+
+    Call :func:`check_mean_batch` first: an empty batch has its own message.
+    PyTorch returns NaN here (0 / 0); a NaN loss would only surface later, as
+    NaN weights, so this is an error instead.
+    """
+    if reduction == "mean" and n_kept == 0 and ignore_index is not None:
+        raise ValueError(
+            f"reduction='mean' is undefined when every label equals ignore_index "
+            f"= {ignore_index}: no row is left to average over (PyTorch returns "
+            f"nan); use reduction='sum' or 'none'"
+        )
+
+
 def find_label_error(
-    y: np.ndarray, n_classes: int, name: str = "y"
+    y: np.ndarray,
+    n_classes: int,
+    name: str = "y",
+    ignore_index: int | None = None,
 ) -> tuple[int, ValueError] | None:
     """The first label of ``y`` (1-D, integer) outside ``[0, n_classes)``.
 
-    Returns ``(i, error)`` for the first bad label ``y[i]``, or None.
+    A label equal to ``ignore_index`` (if not None) is not an error, whatever
+    its value. Returns ``(i, error)`` for the first bad label ``y[i]``, or
+    None.
     """
     if y.size == 0:
         return None
     bad = (y < 0) | (y >= n_classes)
+    skip = ignored_label(y.dtype, ignore_index)
+    if skip is not None:
+        bad &= y != skip
     if not bad.any():
         return None
     i = int(np.argmax(bad))
+    also = "" if ignore_index is None else f", and is not ignore_index = {ignore_index}"
     return i, ValueError(
         f"{name}[{i}] = {y[i]} is out of range for {n_classes} classes "
-        f"(0 <= {name} < {n_classes})"
+        f"(0 <= {name} < {n_classes}){also}"
     )
 
 

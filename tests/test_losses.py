@@ -680,3 +680,198 @@ def test_nll_is_minus_log_likelihood(zy):
     assert ct.negative_log_likelihood(p, y) == pytest.approx(
         -math.log(lik), rel=1e-12, abs=64 * EPS64
     )
+
+
+# --- ignore_index -------------------------------------------------------------
+
+# The toy example plus a padding row labelled -100, whose logits would cost a
+# lot (log(1 + e^4 + e^5) = 5.32...) if the row were counted.
+PADDED_LOGITS = np.vstack([np.log(Y_HAT), [[-5.0, -1.0, 0.0]]])
+PADDED_Y = np.array([0, 2, -100])
+
+
+def test_ignore_index_by_hand_for_each_reduction():
+    def loss(r):
+        return ct.cross_entropy_from_logits(
+            PADDED_LOGITS, PADDED_Y, r, ignore_index=-100
+        )
+
+    none = loss("none")
+    assert none[:2] == pytest.approx([math.log(10), math.log(2)], rel=1e-12)
+    assert_positive_zero(none[2])
+    # sum = log 10 + log 2 = log 20; the mean divides by the 2 kept rows, not 3.
+    assert loss("sum") == pytest.approx(math.log(20), rel=1e-12)
+    assert loss("mean") == pytest.approx(math.log(20) / 2, rel=1e-12)
+
+
+def test_ignore_index_gradient_by_hand_for_each_reduction():
+    z = [[0.0, 0.0], [0.0, 0.0], [5.0, 1.0]]
+    y = [0, 1, -100]
+    total = [[-0.5, 0.5], [0.5, -0.5], [0.0, 0.0]]
+    for r in ("none", "sum"):
+        grad = ct.cross_entropy_grad(z, y, r, ignore_index=-100)
+        np.testing.assert_array_equal(grad, total)
+        assert_positive_zero(grad[2])
+    mean = ct.cross_entropy_grad(z, y, "mean", ignore_index=-100)
+    np.testing.assert_array_equal(mean, np.array(total) / 2)  # 2 kept rows
+    assert_positive_zero(mean[2])
+
+
+def test_an_in_range_ignore_index_skips_that_class():
+    # ignore_index = 0 skips the first row (class 0), as PyTorch would.
+    loss = ct.cross_entropy_from_logits(np.log(Y_HAT), Y, "mean", ignore_index=0)
+    assert loss == pytest.approx(math.log(2), rel=1e-14)
+    grad = ct.cross_entropy_grad(np.log(Y_HAT), Y, "mean", ignore_index=0)
+    np.testing.assert_allclose(grad, [[0, 0, 0], [0.2, 0.3, -0.5]], rtol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16])
+def test_every_row_ignored(dtype):
+    z = PADDED_LOGITS.astype(dtype)
+    y = np.full(3, -100)
+    out_dtype = np.promote_types(dtype, np.float32)
+    none = ct.cross_entropy_from_logits(z, y, "none", ignore_index=-100)
+    assert none.dtype == out_dtype
+    assert_positive_zero(none)
+    total = ct.cross_entropy_from_logits(z, y, "sum", ignore_index=-100)
+    assert total.dtype == out_dtype
+    assert_positive_zero(total)
+    for r in ("none", "sum"):
+        grad = ct.cross_entropy_grad(z, y, r, ignore_index=-100)
+        assert grad.dtype == out_dtype
+        assert grad.shape == z.shape
+        assert_positive_zero(grad)
+    for f in (ct.cross_entropy_from_logits, ct.cross_entropy_grad):
+        with pytest.raises(ValueError, match=r"every label equals ignore_index"):
+            f(z, y, "mean", ignore_index=-100)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_ignore_index_keeps_the_dtype_and_never_modifies_inputs(dtype):
+    z = PADDED_LOGITS.astype(dtype)
+    y = PADDED_Y.copy()
+    z_before, y_before = z.copy(), y.copy()
+    z.flags.writeable = y.flags.writeable = False  # any write would raise
+    for r in ("none", "mean", "sum"):
+        loss = ct.cross_entropy_from_logits(z, y, r, ignore_index=-100)
+        grad = ct.cross_entropy_grad(z, y, r, ignore_index=-100)
+        assert loss.dtype == grad.dtype == dtype
+    np.testing.assert_array_equal(z, z_before, strict=True)
+    np.testing.assert_array_equal(y, y_before, strict=True)
+
+
+@pytest.mark.parametrize(
+    ("value", "pattern"),
+    [
+        (np.nan, r"logits\[2\] contains NaN"),
+        (np.inf, r"logits\[2\] contains \+inf"),
+        (-np.inf, r"logits\[2\] is -inf in every class"),
+    ],
+)
+@each_logit_function
+def test_a_skipped_row_is_still_validated(f, value, pattern):
+    z = PADDED_LOGITS.copy()
+    if value == -np.inf:
+        z[2] = value  # the whole row
+    else:
+        z[2, 1] = value
+    with pytest.raises(ValueError, match=pattern):
+        f(z, PADDED_Y, ignore_index=-100)
+
+
+def test_a_masked_class_in_a_skipped_row_is_not_a_masked_true_class():
+    # A skipped row has no true class: -inf anywhere in it (class 0 included,
+    # which the kernel reads in its place) is a masked class, not an infinite
+    # loss, and no warning is raised (pytest turns warnings into errors).
+    z = PADDED_LOGITS.copy()
+    z[2, 0] = -np.inf
+    for r in ("none", "mean", "sum"):
+        want = ct.cross_entropy_from_logits(z[:2], PADDED_Y[:2], r)
+        got = ct.cross_entropy_from_logits(z, PADDED_Y, r, ignore_index=-100)
+        np.testing.assert_array_equal(np.atleast_1d(got)[:2], np.atleast_1d(want))
+        grad = ct.cross_entropy_grad(z, PADDED_Y, r, ignore_index=-100)
+        np.testing.assert_array_equal(grad[:2], ct.cross_entropy_grad(z[:2], Y, r))
+        assert_positive_zero(grad[2])
+
+
+@st.composite
+def logits_and_padded_labels(draw, dtype=np.float64, bound=50.0):
+    """Logits, labels with some rows set to ``ignore_index``, and the kept mask.
+
+    ``ignore_index`` is -100, -1, or a class in range (whose rows are then
+    all skipped, whether drawn as padding or not).
+    """
+    z, y = draw(cst.logits_and_labels(dtype=dtype, bound=bound))
+    n, c = z.shape
+    ignore_index = draw(st.sampled_from([-100, -1]) | st.integers(0, c - 1))
+    padding = draw(st.lists(st.booleans(), min_size=n, max_size=n))
+    y[np.array(padding, dtype=bool)] = ignore_index
+    return z, y, ignore_index, y != ignore_index
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@given(data=st.data())
+def test_ignoring_rows_equals_dropping_them(dtype, data):
+    z, y, ignore_index, kept = data.draw(logits_and_padded_labels(dtype=dtype))
+    eps = float(np.finfo(dtype).eps)
+    none = ct.cross_entropy_from_logits(z, y, "none", ignore_index=ignore_index)
+    assert none.dtype == dtype
+    # Row by row, the kept losses are the very same numbers.
+    np.testing.assert_array_equal(
+        none[kept], ct.cross_entropy_from_logits(z[kept], y[kept]), strict=True
+    )
+    assert_positive_zero(none[~kept])
+    total = ct.cross_entropy_from_logits(z, y, "sum", ignore_index=ignore_index)
+    assert total.dtype == dtype
+    # Only the order of the sum may differ; the losses are non-negative, so the
+    # rounding error is at most (N - 1) eps of the sum.
+    want = ct.cross_entropy_from_logits(z[kept], y[kept], "sum")
+    assert total == pytest.approx(want, rel=len(y) * eps, abs=0)
+    for r in ("none", "sum", "mean"):
+        if r == "mean" and not kept.any():
+            continue
+        grad = ct.cross_entropy_grad(z, y, r, ignore_index=ignore_index)
+        np.testing.assert_array_equal(
+            grad[kept], ct.cross_entropy_grad(z[kept], y[kept], r), strict=True
+        )
+        assert_positive_zero(grad[~kept])
+    if kept.any():
+        mean = ct.cross_entropy_from_logits(z, y, "mean", ignore_index=ignore_index)
+        assert mean.dtype == dtype
+        assert mean == pytest.approx(total / kept.sum(), rel=2 * eps, abs=0)
+
+
+@given(cst.logits_and_labels(), cst.reductions)
+def test_ignore_index_that_matches_no_label_changes_nothing(zy, reduction):
+    z, y = zy
+    for f in (ct.cross_entropy_from_logits, ct.cross_entropy_grad):
+        np.testing.assert_array_equal(
+            f(z, y, reduction, ignore_index=-100), f(z, y, reduction), strict=True
+        )
+
+
+@given(logits_and_padded_labels(bound=10.0))
+def test_ignore_index_gradient_matches_central_differences(zyk):
+    z, y, ignore_index, kept = zyk
+    assume(kept.any())
+
+    def mean_loss(v):
+        return np.atleast_1d(
+            ct.cross_entropy_from_logits(v, y, "mean", ignore_index=ignore_index)
+        )
+
+    # d L_mean / d z[i, j] for every entry, skipped rows included (their
+    # derivative must come out 0). The mean is of losses <= 2 * 10 + log 8, so
+    # the error bound of test_gradient_matches_central_differences applies.
+    step = 1e-5
+    numeric = np.empty_like(z)
+    for i, j in np.ndindex(*z.shape):
+        up, down = z.copy(), z.copy()
+        up[i, j] += step
+        down[i, j] -= step
+        numeric[i, j] = (mean_loss(up)[0] - mean_loss(down)[0]) / (
+            up[i, j] - down[i, j]
+        )
+    grad = ct.cross_entropy_grad(z, y, "mean", ignore_index=ignore_index)
+    np.testing.assert_allclose(grad, numeric, rtol=0, atol=1e-7)
+    np.testing.assert_array_equal(numeric[~kept], 0.0)

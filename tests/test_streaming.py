@@ -7,6 +7,7 @@ threads; the results and the errors must not depend on how many there are.
 from __future__ import annotations
 
 import re
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -54,11 +55,32 @@ def _streamed_calls(z, y, q):
         "ce_both_routes_float32": lambda: ct.cross_entropy_from_logits(
             (z * _every_7th(30)).astype(np.float32), y
         ),
+        # every 5th row is padding, skipped with ignore_index
+        "ce_ignore": lambda: ct.cross_entropy_from_logits(
+            z, _padded(y), ignore_index=-100
+        ),
+        "ce_ignore_sum": lambda: ct.cross_entropy_from_logits(
+            z, _padded(y), "sum", ignore_index=-100
+        ),
+        "ce_ignore_mean": lambda: ct.cross_entropy_from_logits(
+            z, _padded(y), "mean", ignore_index=-100
+        ),
+        "ce_ignore_both_routes_float32": lambda: ct.cross_entropy_from_logits(
+            (z * _every_7th(30)).astype(np.float32), _padded(y), ignore_index=-100
+        ),
+        "grad_ignore": lambda: ct.cross_entropy_grad(z, _padded(y), ignore_index=-100),
     }
 
 
 def _every_7th(factor):
     return np.where(np.arange(N_ROWS) % 7 == 0, float(factor), 1.0)[:, None]
+
+
+def _padded(y):
+    """``y`` with every 5th label set to -100, PyTorch's padding label."""
+    y = y.copy()
+    y[::5] = -100
+    return y
 
 
 CALLS = list(_streamed_calls(None, None, None))
@@ -148,3 +170,60 @@ def test_thread_count_survives_a_failing_call(big):
         ct.logsumexp(z)
     assert ct.get_num_threads() == 2
     np.testing.assert_array_equal(ct.logsumexp(big[0][:5]), ct.logsumexp(big[0])[:5])
+
+
+@pytest.mark.parametrize(
+    "f",
+    [ct.cross_entropy_from_logits, ct.cross_entropy_grad],
+    ids=lambda f: f.__name__,
+)
+@pytest.mark.parametrize("n_threads", [1, 2, 4])
+def test_the_first_bad_row_is_reported_with_skipped_rows(big, f, n_threads):
+    z, y, _ = big
+    ct.set_num_threads(n_threads)
+    y = _padded(y)
+    y[7001] = N_CLASSES  # neither a class nor ignore_index
+    late = z.copy()
+    late[7500, 4] = np.nan  # in a skipped row, after the bad label
+    pattern = r"y\[7001\] = 64 is out of range .*, and is not ignore_index = -100"
+    with pytest.raises(ValueError, match=pattern):
+        f(late, y, ignore_index=-100)
+    early = z.copy()
+    early[2000, 4] = np.nan  # a skipped row's logits are validated too
+    with pytest.raises(ValueError, match=r"logits\[2000\] contains NaN"):
+        f(early, y, ignore_index=-100)
+
+
+def _peak_extra(call) -> int:
+    """The peak memory ``call()`` allocates beyond what it returns, in bytes."""
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        before = tracemalloc.get_traced_memory()[0]
+        result = call()
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    return peak - np.asarray(result).nbytes
+
+
+@pytest.mark.parametrize("n_threads", [1, 8])
+@pytest.mark.parametrize("route", ["fast", "fallback"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_skipping_rows_keeps_the_memory_bound(n_threads, route, dtype):
+    # As for the loss without ignore_index: everything allocated, the N losses
+    # included, stays under a quarter of ten-class logits. The skipped rows
+    # are found block by block, so no mask of N rows is kept.
+    # Logits near 1000 (float64) or 90 (float32) overflow exp: every row then
+    # takes the loss's max-shifted fallback route.
+    offset = 0.0 if route == "fast" else (1000.0 if dtype == np.float64 else 90.0)
+    rng = np.random.default_rng(16)
+    z = (rng.standard_normal((200_000, 10)) + offset).astype(dtype)
+    y = _padded(rng.integers(0, 10, size=z.shape[0]))
+    ct.set_num_threads(n_threads)
+    extra = _peak_extra(lambda: ct.cross_entropy_from_logits(z, y, ignore_index=-100))
+    assert extra + z.shape[0] * np.dtype(dtype).itemsize <= 0.25 * z.nbytes
+    total = _peak_extra(
+        lambda: ct.cross_entropy_from_logits(z, y, "sum", ignore_index=-100)
+    )
+    assert total <= 0.25 * z.nbytes

@@ -537,3 +537,160 @@ def test_python_floats_that_are_not_integers_stay_a_type_error():
 
 def test_one_hot_below_the_memory_cap_still_works():
     assert ct.one_hot([0, 1], 10_000).shape == (2, 10_000)
+
+
+# --- ignore_index ------------------------------------------------------------------
+
+
+def assert_positive_zero(x):
+    """``x`` is exactly 0.0 everywhere, never -0.0."""
+    x = np.asarray(x)
+    assert (x == 0.0).all()
+    assert not np.signbit(x).any()
+
+
+# The two functions that take ignore_index, as f(logits, y, reduction, ignore_index).
+IGNORE_FUNCTIONS = [
+    pytest.param(
+        lambda z, y, r="none", i=None: ct.cross_entropy_from_logits(
+            z, y, r, ignore_index=i
+        ),
+        id="from_logits",
+    ),
+    pytest.param(
+        lambda z, y, r="mean", i=None: ct.cross_entropy_grad(z, y, r, ignore_index=i),
+        id="grad",
+    ),
+]
+
+
+@pytest.mark.parametrize("f", IGNORE_FUNCTIONS)
+@pytest.mark.parametrize(
+    "ignore_index", [True, np.bool_(False), -100.0, np.float64(0.0), "-100", [-100]]
+)
+def test_ignore_index_must_be_an_integer(f, ignore_index):
+    got = re.escape(repr(ignore_index))
+    pattern = rf"ignore_index must be an integer or None, got {got}"
+    with pytest.raises(TypeError, match=pattern):
+        f(LOGITS, [0, 2], i=ignore_index)
+
+
+@pytest.mark.parametrize("f", IGNORE_FUNCTIONS)
+@pytest.mark.parametrize("ignore_index", [-100, np.int64(-100), np.int8(-100)])
+def test_ignore_index_accepts_python_and_numpy_integers(f, ignore_index):
+    y = np.array([0, -100])
+    out = f(LOGITS, y, "none", ignore_index)
+    np.testing.assert_array_equal(out[:1], f(LOGITS[:1], y[:1], "none"))
+    assert_positive_zero(out[1])
+
+
+@pytest.mark.parametrize("f", IGNORE_FUNCTIONS)
+@pytest.mark.parametrize("ignore_index", [-100, -1, 0, 2])
+def test_ignore_index_is_refused_with_target_distributions(f, ignore_index):
+    # PyTorch raises only for ignore_index >= 0 and quietly does nothing for a
+    # negative one; here every value raises, so that it never does nothing.
+    pattern = (
+        rf"ignore_index = {ignore_index} applies to integer labels only, but y "
+        r"holds target distributions of shape \(2, 3\)"
+    )
+    with pytest.raises(ValueError, match=pattern):
+        f(LOGITS, Q, i=ignore_index)
+
+
+@pytest.mark.parametrize("f", IGNORE_FUNCTIONS)
+def test_a_negative_label_without_ignore_index_still_raises(f):
+    with pytest.raises(ValueError, match=r"^y\[1\] = -100 is out of range .*< 3\)$"):
+        f(LOGITS, [0, -100])
+
+
+@pytest.mark.parametrize("f", IGNORE_FUNCTIONS)
+@pytest.mark.parametrize(
+    ("y", "ignore_index", "index", "value"),
+    [
+        ([0, -100, -1], -100, 2, -1),  # another negative label
+        ([0, -100, 3], -100, 2, 3),  # a label too large
+        ([-100, 0, 2], -1, 0, -100),  # -100, but the ignored value is -1
+        ([7, 1, 7], 3, 0, 7),
+    ],
+)
+def test_a_label_neither_in_range_nor_ignored_raises(f, y, ignore_index, index, value):
+    z = np.zeros((3, 3))
+    pattern = (
+        rf"y\[{index}\] = {value} is out of range for 3 classes \(0 <= y < 3\), "
+        rf"and is not ignore_index = {ignore_index}"
+    )
+    with pytest.raises(ValueError, match=pattern):
+        f(z, y, i=ignore_index)
+
+
+@pytest.mark.parametrize("f", IGNORE_FUNCTIONS)
+def test_a_bad_label_before_a_bad_logit_is_named_first(f):
+    z = np.zeros((4, 3))
+    z[3, 1] = np.nan
+    with pytest.raises(ValueError, match=r"y\[2\] = 5 is out of range"):
+        f(z, [-100, 0, 5, 0], i=-100)
+    # and the other way round, with the bad logit in an ignored row
+    z[3], z[1, 0] = 0.0, np.inf
+    with pytest.raises(ValueError, match=r"logits\[1\] contains \+inf"):
+        f(z, [0, -100, 5, 0], i=-100)
+
+
+@pytest.mark.parametrize("f", IGNORE_FUNCTIONS)
+def test_mean_over_no_kept_row_raises(f):
+    pattern = (
+        r"reduction='mean' is undefined when every label equals ignore_index = "
+        r"-100: no row is left to average over \(PyTorch returns nan\)"
+    )
+    with pytest.raises(ValueError, match=pattern):
+        f(LOGITS, [-100, -100], "mean", -100)
+    # An empty batch keeps its own message.
+    with pytest.raises(ValueError, match=r"undefined for an empty batch \(0 samples\)"):
+        f(np.zeros((0, 3)), [], "mean", -100)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "ignore_index", "expected"),
+    [
+        (np.int64, -100, -100),
+        (np.int8, -100, -100),
+        (np.int8, -129, None),  # below int8: no label can equal it
+        (np.uint8, -100, None),
+        (np.uint64, 2**64 - 1, 2**64 - 1),
+        (np.int64, 2**70, None),
+        (np.int64, None, None),
+    ],
+)
+def test_ignored_label_in_the_labels_dtype(dtype, ignore_index, expected):
+    from ce_tutorial._validation import ignored_label
+
+    got = ignored_label(np.dtype(dtype), ignore_index)
+    if expected is None:
+        assert got is None
+    else:
+        assert got.dtype == dtype
+        assert int(got) == expected
+
+
+@pytest.mark.parametrize("f", IGNORE_FUNCTIONS)
+@pytest.mark.parametrize(
+    ("dtype", "ignore_index"), [(np.uint8, -100), (np.int64, 2**70), (np.int8, 200)]
+)
+def test_an_ignore_index_no_label_can_equal_skips_nothing(f, dtype, ignore_index):
+    y = np.array([0, 2], dtype=dtype)
+    for r in ("none", "sum", "mean"):
+        np.testing.assert_array_equal(f(LOGITS, y, r, ignore_index), f(LOGITS, y, r))
+    pattern = r"y\[1\] = -1 is out of range .*, and is not ignore_index = 18446"
+    with pytest.raises(ValueError, match=pattern):
+        f(LOGITS, np.array([0, -1]), i=2**64)
+
+
+def test_reduce_with_kept_rows():
+    from ce_tutorial._validation import reduce
+
+    losses = np.array([1.0, 0.0, 2.0, 0.0], dtype=np.float32)
+    mean = reduce(losses, "mean", n_kept=2)
+    assert mean == np.float32(1.5)
+    assert mean.dtype == np.float32
+    assert reduce(losses, "mean", n_kept=4) == losses.mean()
+    assert reduce(losses, "sum", n_kept=2) == np.float32(3.0)
+    assert reduce(losses, "none", n_kept=2) is losses
