@@ -3,11 +3,13 @@ r"""The fused language-model head: a linear layer and its cross-entropy in one.
 A language model ends with a linear layer that turns each token's features
 :math:`\mathbf{h}^{(i)} \in \mathbb{R}^d` into logits
 :math:`\mathbf{z}^{(i)} = W \mathbf{h}^{(i)}` over a vocabulary of :math:`V`
-words, :math:`W \in \mathbb{R}^{V \times d}`, and then takes the
+tokens, :math:`W \in \mathbb{R}^{V \times d}`, and then takes the
 cross-entropy of those logits. Done in two steps, the :math:`N \times V`
-logits of a batch are materialised, and a framework's backward pass keeps
-about three arrays of that size alive (the logits, the saved
-log-probabilities and their gradient). :func:`linear_cross_entropy` walks
+logits of a batch are materialised, and a framework holds about three
+arrays of that size at its peak: PyTorch's ``F.linear`` and
+``F.cross_entropy`` save the log-probabilities (not the logits, which are
+freed unless the caller keeps them), and the backward pass adds their
+gradient and the gradient with respect to the logits. :func:`linear_cross_entropy` walks
 over the batch in chunks of rows instead and never holds more than one
 chunk of logits, as Liger-Kernel's ``FusedLinearCrossEntropy`` and Cut
 Cross-Entropy [1]_ do on GPUs.
@@ -134,7 +136,7 @@ def linear_cross_entropy(
 
     Example :math:`i` has features :math:`\mathbf{h}^{(i)}` (row ``i`` of
     ``features``) and logits :math:`\mathbf{z}^{(i)} = W \mathbf{h}^{(i)}`, one
-    per word of a vocabulary of :math:`V`; its loss is
+    per token of a vocabulary of :math:`V`; its loss is
 
     .. math:: \ell^{(i)} = \log \sum_{k=0}^{V-1} e^{z^{(i)}_k} - z^{(i)}_{y^{(i)}},
 
@@ -147,7 +149,7 @@ def linear_cross_entropy(
         The features :math:`\mathbf{h}^{(i)}` of the ``n_samples`` tokens,
         e.g. a language model's last hidden states. Finite real numbers.
     weight : array_like of shape (V, d)
-        The output layer's weights :math:`W`, one row per word, in the
+        The output layer's weights :math:`W`, one row per token, in the
         convention of PyTorch's ``nn.Linear`` (``logits = features @
         weight.T``). Finite real numbers; ``V >= 1``.
     y : array_like of int, shape (n_samples,)
