@@ -250,7 +250,10 @@ def linear_cross_entropy(
     larger, since a chunk has at least one row and :math:`\lceil N/16 \rceil`
     rounds up (at :math:`N = 4` a chunk is a quarter of the batch), and the
     fixed costs weigh more; so it is when :math:`d` is large next to
-    :math:`N`, where the buffer is bounded by :math:`W` instead. BLAS's own
+    :math:`N`, where the buffer is bounded by :math:`W` instead (when
+    :math:`d/8 \ge N`, the whole batch is one chunk, about 1.3 times the
+    logits in all, which are then at most an eighth of the size of
+    :math:`W`). BLAS's own
     workspace, a few MB that ``tracemalloc`` does not see, comes on top.
     Inputs that are not C-contiguous or not in the compute dtype are copied
     once first.
