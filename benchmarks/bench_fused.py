@@ -362,6 +362,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny shapes, 1 repeat")
     parser.add_argument("--plot", default="benchmarks/fused_memory.png")
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument(
+        "--shape",
+        action="append",
+        metavar="NxDxV",
+        help="time this shape instead of the default ones (repeatable)",
+    )
     parser.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_child:
@@ -371,6 +377,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     shapes = QUICK_SHAPES if args.quick else SHAPES
+    if args.shape:
+        shapes = [tuple(int(k) for k in shape.split("x")) for shape in args.shape]
     repeats, pause = (1, 0.0) if args.quick else (args.repeats, PAUSE)
     modes = ["1", "default"] if args.threads == "both" else [args.threads]
     print(describe_machine(), flush=True)

@@ -3,11 +3,13 @@ r"""The fused language-model head: a linear layer and its cross-entropy in one.
 A language model ends with a linear layer that turns each token's features
 :math:`\mathbf{h}^{(i)} \in \mathbb{R}^d` into logits
 :math:`\mathbf{z}^{(i)} = W \mathbf{h}^{(i)}` over a vocabulary of :math:`V`
-words, :math:`W \in \mathbb{R}^{V \times d}`, and then takes the
+tokens, :math:`W \in \mathbb{R}^{V \times d}`, and then takes the
 cross-entropy of those logits. Done in two steps, the :math:`N \times V`
-logits of a batch are materialised, and a framework's backward pass keeps
-about three arrays of that size alive (the logits, the saved
-log-probabilities and their gradient). :func:`linear_cross_entropy` walks
+logits of a batch are materialised, and a framework holds about three
+arrays of that size at its peak: PyTorch's ``F.linear`` and
+``F.cross_entropy`` save the log-probabilities (not the logits, which are
+freed unless the caller keeps them), and the backward pass adds their
+gradient and the gradient with respect to the logits. :func:`linear_cross_entropy` walks
 over the batch in chunks of rows instead and never holds more than one
 chunk of logits, as Liger-Kernel's ``FusedLinearCrossEntropy`` and Cut
 Cross-Entropy [1]_ do on GPUs.
@@ -21,17 +23,20 @@ References
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 import numpy.typing as npt
 
 from ._validation import (
     as_array,
     as_labels,
+    check_ignore_index,
+    check_kept_rows,
     check_mean_batch,
     check_reduction,
     compute_dtype,
+    find_label_error,
+    ignored_rows,
+    raise_first,
 )
 
 __all__ = ["linear_cross_entropy"]
@@ -39,29 +44,36 @@ __all__ = ["linear_cross_entropy"]
 # The memory budget of the one chunk buffer, which holds a chunk's logits (and
 # then, in place, their gradient). Large chunks keep the three matrix products
 # efficient and make the per-chunk work on grad_weight (one pass over V x d
-# numbers) rare; the cap of 1/MAX_CHUNK_FRACTION of the rows keeps the extra
-# memory under an eighth of the N x V logits for any batch size. Constants,
-# never changed at run time: the module has no mutable state.
+# numbers) rare. The cap of 1/MAX_CHUNK_FRACTION of the rows keeps the buffer
+# near a sixteenth of the N x V logits; when d is large, a chunk may still have
+# up to d/WIDTH_PER_CHUNK_ROW rows, a buffer of at most an eighth of the V x d
+# weights, because a chunk of few rows makes the grad_weight update (inner
+# dimension = the chunk's rows) slow. Constants, never changed at run time: the
+# module has no mutable state.
 CHUNK_BYTES = 32 << 20
 MAX_CHUNK_FRACTION = 16
-# grad_weight is accumulated over chunks in blocks of vocabulary rows: each
-# block's product is a temporary of at most V/VOCAB_BLOCKS rows (and at most a
-# quarter of the chunk buffer), never a V x d one. Few, large blocks keep the
-# number of BLAS calls small, which matters when BLAS runs several threads:
-# each call ends with the threads waiting for each other.
+WIDTH_PER_CHUNK_ROW = 8
+# grad_weight is accumulated over chunks in slices of vocabulary rows: each
+# slice's product is a temporary of at most about V/VOCAB_BLOCKS rows and at most
+# a quarter of the chunk buffer, never a V x d one. Few, large slices keep the
+# number of BLAS calls small, which matters when BLAS runs several threads: each
+# call ends with the threads waiting for each other. (Since a chunk has at least
+# d/WIDTH_PER_CHUNK_ROW rows when the budget allows, the quarter-buffer cap
+# leaves at least about V/32 rows per slice.)
 VOCAB_BLOCKS = 8
 
 
-def chunk_rows(n_rows: int, vocab: int, itemsize: int) -> int:
+def chunk_rows(n_rows: int, vocab: int, itemsize: int, d: int = 0) -> int:
     """The number of rows of one chunk: the rule documented in the Notes."""
     by_budget = CHUNK_BYTES // max(1, vocab * itemsize)
     by_fraction = -(-n_rows // MAX_CHUNK_FRACTION)
-    return max(1, min(by_budget, by_fraction))
+    by_width = d // WIDTH_PER_CHUNK_ROW
+    return max(1, min(n_rows, by_budget, max(by_fraction, by_width)))
 
 
 def vocab_block_rows(rows: int, vocab: int, d: int) -> int:
-    """Vocabulary rows per block of the grad_weight update: about
-    ``vocab / VOCAB_BLOCKS``, and at most a quarter of the chunk buffer."""
+    """Vocabulary rows per slice of the grad_weight update: at most
+    ``ceil(vocab / VOCAB_BLOCKS)``, and at most a quarter of the chunk buffer."""
     by_count = -(-vocab // VOCAB_BLOCKS)
     by_chunk = rows * vocab // max(1, 4 * d)
     return max(1, min(by_count, by_chunk))
@@ -89,7 +101,11 @@ def _check_finite(x: np.ndarray, name: str) -> None:
 def _check_labels(
     y: np.ndarray, n_samples: int, vocab: int, ignore_index: int | None
 ) -> np.ndarray:
-    """Validate labels; return the boolean mask of the rows that count."""
+    """Validate labels; return the boolean mask of the rows that count.
+
+    The range check and its message are those of
+    ``cross_entropy_from_logits``.
+    """
     if y.dtype == np.bool_ or not np.issubdtype(y.dtype, np.integer):
         raise TypeError(f"y must hold integer class labels, got dtype {y.dtype}")
     if y.shape != (n_samples,):
@@ -97,29 +113,9 @@ def _check_labels(
             f"y has shape {y.shape}, but features has {n_samples} rows: "
             f"expected shape ({n_samples},)"
         )
-    kept = np.ones(n_samples, dtype=bool) if ignore_index is None else y != ignore_index
-    bad = kept & ((y < 0) | (y >= vocab))
-    if bad.any():
-        i = int(np.argmax(bad))
-        rule = f"0 <= y < {vocab}"
-        if ignore_index is not None:
-            rule += f", or y = ignore_index = {ignore_index}"
-        raise ValueError(
-            f"y[{i}] = {y[i]} is out of range for {vocab} classes ({rule})"
-        )
-    return kept
-
-
-def _check_ignore_index(ignore_index: object) -> int | None:
-    if ignore_index is None:
-        return None
-    if isinstance(ignore_index, bool | np.bool_) or not isinstance(
-        ignore_index, numbers.Integral
-    ):
-        raise TypeError(
-            f"ignore_index must be an integer or None, got {ignore_index!r}"
-        )
-    return int(ignore_index)
+    raise_first(find_label_error(y, vocab, "y", ignore_index))
+    skipped = ignored_rows(y, ignore_index)
+    return np.ones(n_samples, dtype=bool) if skipped is None else ~skipped
 
 
 def linear_cross_entropy(
@@ -134,7 +130,7 @@ def linear_cross_entropy(
 
     Example :math:`i` has features :math:`\mathbf{h}^{(i)}` (row ``i`` of
     ``features``) and logits :math:`\mathbf{z}^{(i)} = W \mathbf{h}^{(i)}`, one
-    per word of a vocabulary of :math:`V`; its loss is
+    per token of a vocabulary of :math:`V`; its loss is
 
     .. math:: \ell^{(i)} = \log \sum_{k=0}^{V-1} e^{z^{(i)}_k} - z^{(i)}_{y^{(i)}},
 
@@ -147,7 +143,7 @@ def linear_cross_entropy(
         The features :math:`\mathbf{h}^{(i)}` of the ``n_samples`` tokens,
         e.g. a language model's last hidden states. Finite real numbers.
     weight : array_like of shape (V, d)
-        The output layer's weights :math:`W`, one row per word, in the
+        The output layer's weights :math:`W`, one row per token, in the
         convention of PyTorch's ``nn.Linear`` (``logits = features @
         weight.T``). Finite real numbers; ``V >= 1``.
     y : array_like of int, shape (n_samples,)
@@ -198,38 +194,67 @@ def linear_cross_entropy(
 
     Notes
     -----
-    **The chunks.** The rows are taken in chunks of :math:`r` rows. For a
-    chunk :math:`c`, one buffer of :math:`r \times V` numbers receives the
-    logits :math:`Z_c = H_c W^\top`; their row maxima :math:`m_i` and
-    log-sum-exp :math:`m_i + \log \sum_k e^{z_{ik} - m_i}` give the losses.
-    With ``return_grad``, the buffer is then turned in place into the
-    gradient with respect to the logits,
+    **The chunks.** The rows are taken in chunks :math:`\mathcal{I}_g` of at
+    most :math:`R` rows (the blocks of the streaming loss). For chunk
+    :math:`g`, one buffer of :math:`R \times V` numbers receives the logits
+    :math:`Z_g = \Phi_g W^\top`, where :math:`\Phi_g` stacks the chunk's
+    features :math:`\mathbf{h}^{(i)}` as rows; each row's maximum
+    :math:`z^{(i)}_{\max}` and log-sum-exp
+    :math:`z^{(i)}_{\max} + \log \sum_k e^{z^{(i)}_k - z^{(i)}_{\max}}` give
+    the losses. With ``return_grad``, the buffer is then turned in place into
+    the gradient with respect to the logits,
 
-    .. math:: G_c = s \, (\operatorname{softmax}(Z_c) - \operatorname{onehot}(y_c)),
+    .. math:: G_g = c \, (\operatorname{softmax}(Z_g) - \operatorname{onehot}(y_g)),
 
-    with :math:`s = 1/N_\text{kept}` for the mean, 1 for the sum, and 0 on
-    skipped rows, and the chain rule through :math:`Z = H W^\top` gives
+    row by row, with :math:`c = 1/N_\text{kept}` for the mean, 1 for the sum,
+    and 0 on skipped rows, and the chain rule through :math:`Z = \Phi W^\top`
+    gives
 
-    .. math:: \frac{\partial L}{\partial H_c} = G_c W, \qquad
-        \frac{\partial L}{\partial W} = \sum_c G_c^\top H_c .
+    .. math:: \frac{\partial L}{\partial \Phi_g} = G_g W, \qquad
+        \frac{\partial L}{\partial W} = \sum_g G_g^\top \Phi_g .
 
-    :math:`G_c W` is written straight into its rows of ``grad_features``.
-    :math:`G_c^\top H_c` is added into ``grad_weight`` one block of
+    :math:`G_g W` is written straight into its rows of ``grad_features``.
+    :math:`G_g^\top \Phi_g` is added into ``grad_weight`` one slice of
     vocabulary rows at a time (the first chunk writes it directly), so no
-    :math:`V \times d` temporary is ever made. There are at least eight blocks,
-    each of at most :math:`\lceil V/8 \rceil` rows and at most a quarter of the
-    chunk buffer: few BLAS calls, each large enough to use several threads
-    well.
+    :math:`V \times d` temporary is made. A slice has
+    :math:`v = \max(1, \min(\lceil V/8 \rceil, \lfloor R V / (4 d) \rfloor))`
+    rows, at most a quarter of the chunk buffer, and a chunk's update takes
+    :math:`\lceil V / v \rceil` products: eight or so for most shapes (five
+    for :math:`V = 9`), more when :math:`d` is large next to :math:`R`. Few
+    products, each large enough to use several BLAS threads well.
 
-    **The memory budget.** The chunk has
-    :math:`r = \max(1, \min(\lfloor 32\,\text{MiB} / (V b) \rfloor,
-    \lceil N / 16 \rceil))` rows, for :math:`b` bytes per number: at most
-    32 MiB of logits, and at most a sixteenth of the batch. The extra memory
-    beyond the returned arrays is that buffer, one block of the
-    ``grad_weight`` update (at most a quarter of the buffer), and a few
-    vectors of length :math:`N`: about 8% of the :math:`N \times V` logits,
-    below an eighth unless :math:`V` is tiny. BLAS's own workspace, a few MB
-    that ``tracemalloc`` does not see, comes on top.
+    **Skipped rows.** Rows whose label is ``ignore_index`` are still checked:
+    their logits are computed with their chunk, and a skipped row whose
+    logits overflow raises, as in :func:`cross_entropy_from_logits`.
+
+    **The memory budget.** With :math:`b` bytes per number, a chunk has
+
+    .. math:: R = \max\Bigl(1, \min\Bigl(N, \Bigl\lfloor \frac{32\,\text{MiB}}{V b}
+        \Bigr\rfloor, \max\bigl(\lceil N / 16 \rceil, \lfloor d / 8 \rfloor\bigr)
+        \Bigr)\Bigr)
+
+    rows: at most 32 MiB of logits, and at most a sixteenth of the batch,
+    unless :math:`d` is so large that a sixteenth of the batch is fewer than
+    :math:`d/8` rows; then the chunk may have up to :math:`d/8` rows, a
+    buffer of at most an eighth of the size of :math:`W`, because chunks of
+    few rows make the ``grad_weight`` update slow. The extra memory beyond the
+    returned arrays is that buffer, one slice of the ``grad_weight`` update
+    (at most a quarter of the buffer, or one row of :math:`W` if that is
+    more), a few vectors of
+    length :math:`N` and some 100 kB of small objects. When
+    :math:`N \ge 1024`, :math:`N \ge 2d` and :math:`V \ge 1000`, the buffer
+    is at most :math:`\lceil N/16 \rceil / N \le 1/16 + 1/N` of the logits
+    and the slice at most a quarter of that: about 8% of the
+    :math:`N \times V` logits in all with the rest, under an eighth (the
+    32 MiB budget only lowers it). For smaller batches the fraction is
+    larger, since a chunk has at least one row and :math:`\lceil N/16 \rceil`
+    rounds up (at :math:`N = 4` a chunk is a quarter of the batch), and the
+    fixed costs weigh more; so it is when :math:`d` is large next to
+    :math:`N`, where the buffer is bounded by :math:`W` instead (when
+    :math:`d/8 \ge N`, the whole batch is one chunk, about 1.3 times the
+    logits in all, which are then at most an eighth of the size of
+    :math:`W`). BLAS's own
+    workspace, a few MB that ``tracemalloc`` does not see, comes on top.
     Inputs that are not C-contiguous or not in the compute dtype are copied
     once first.
 
@@ -264,7 +289,7 @@ def linear_cross_entropy(
     array([0., 0.])
     """
     reduction = check_reduction(reduction)
-    ignore_index = _check_ignore_index(ignore_index)
+    ignore_index = check_ignore_index(ignore_index)
     if not isinstance(return_grad, bool | np.bool_):
         raise TypeError(f"return_grad must be a bool, got {return_grad!r}")
     if return_grad and reduction == "none":
@@ -286,7 +311,9 @@ def linear_cross_entropy(
             f"widths d must match ({d} != {w.shape[1]})"
         )
     if vocab < 1:
-        raise ValueError(f"weight has shape {w.shape}: at least one word is needed")
+        raise ValueError(
+            f"weight has shape {w.shape}: at least one row (V >= 1) is needed"
+        )
     labels = as_labels(y, "y")
     kept = _check_labels(labels, n, vocab, ignore_index)
     # Copies only if needed; the caller's arrays are never written to.
@@ -297,16 +324,11 @@ def linear_cross_entropy(
     n_kept = int(np.count_nonzero(kept))
     if reduction == "mean":
         check_mean_batch(reduction, n)
-        if n_kept == 0:
-            raise ValueError(
-                f"reduction='mean' is undefined when every row is skipped (all {n} "
-                f"labels equal ignore_index = {ignore_index}); PyTorch returns NaN "
-                f"here. Use reduction='sum' or 'none'"
-            )
+        check_kept_rows(reduction, n_kept, ignore_index)
     scale = 1.0 / n_kept if reduction == "mean" else 1.0
     losses = np.zeros(n, dtype=dtype) if reduction == "none" else None
     total = 0.0  # the sum of the kept losses, in float64
-    rows = chunk_rows(n, vocab, dtype.itemsize)
+    rows = chunk_rows(n, vocab, dtype.itemsize, d)
     if return_grad:
         grad_h = np.empty((n, d), dtype=dtype)
         grad_w = np.zeros((vocab, d), dtype=dtype)  # stays 0 if n = 0

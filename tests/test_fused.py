@@ -60,8 +60,8 @@ def problem(n=40, d=6, v=30, seed=0, dtype=np.float64, scale=1.0):
 @pytest.fixture
 def small_chunks(monkeypatch):
     """Force several chunks of rows and several vocabulary blocks."""
-    monkeypatch.setattr(fused, "CHUNK_BYTES", 7 * 30 * 8)  # 7 rows of 30 words
-    monkeypatch.setattr(fused, "VOCAB_BLOCKS", 4)  # blocks of 8, 8, 8 and 6 words
+    monkeypatch.setattr(fused, "CHUNK_BYTES", 7 * 30 * 8)  # 7 rows of 30 logits
+    monkeypatch.setattr(fused, "VOCAB_BLOCKS", 4)  # slices of at most 8 rows
 
 
 # --- agreement with the unfused computation ---------------------------------
@@ -200,7 +200,9 @@ def test_ignore_index_may_be_a_real_class():
 def test_all_ignored():
     h, w, _ = problem(n=3)
     y = np.full(3, IGNORE)
-    with pytest.raises(ValueError, match=r"every row is skipped.*PyTorch returns NaN"):
+    with pytest.raises(
+        ValueError, match=r"every label equals ignore_index = -100.*PyTorch returns nan"
+    ):
         linear_cross_entropy(h, w, y, ignore_index=IGNORE)
     loss, gh, gw = linear_cross_entropy(
         h, w, y, "sum", ignore_index=IGNORE, return_grad=True
@@ -217,7 +219,7 @@ def test_ignore_index_does_not_excuse_other_labels():
     with pytest.raises(
         ValueError,
         match=r"y\[2\] = -1 is out of range for 30 classes "
-        r"\(0 <= y < 30, or y = ignore_index = -100\)",
+        r"\(0 <= y < 30\), and is not ignore_index = -100",
     ):
         linear_cross_entropy(h, w, [IGNORE, 0, -1], ignore_index=IGNORE)
     with pytest.raises(ValueError, match=r"y\[0\] = 30 is out of range"):
@@ -281,7 +283,11 @@ def test_widths_must_match():
     [
         ((4,), (5, 3), r"features must be 2-D, of shape \(n_samples, d\), got \(4,\)"),
         ((4, 3), (5, 3, 1), r"weight must be 2-D, of shape \(V, d\), got \(5, 3, 1\)"),
-        ((4, 3), (0, 3), r"weight has shape \(0, 3\): at least one word is needed"),
+        (
+            (4, 3),
+            (0, 3),
+            r"weight has shape \(0, 3\): at least one row \(V >= 1\) is needed",
+        ),
     ],
 )
 def test_shapes(h_shape, w_shape, message):
@@ -344,6 +350,45 @@ def test_overflowing_logits_raise():
     assert loss == pytest.approx(np.log(3), rel=1e-12)
 
 
+def test_a_skipped_row_is_still_checked():
+    # As in cross_entropy_from_logits: ignore_index skips a row's loss, not its
+    # check, so an overflowing padding row raises.
+    h = np.array([[1.0, 0.0], [1e20, 1e20], [0.0, 1.0]], dtype=np.float32)
+    w = np.full((3, 2), 1e20, dtype=np.float32)
+    with pytest.raises(ValueError, match=r"row 1 overflow float32.*pass float64"):
+        linear_cross_entropy(h, w, [0, IGNORE, 1], ignore_index=IGNORE)
+
+
+@pytest.mark.parametrize(
+    ("n", "v", "itemsize", "d", "rows"),
+    [
+        (2048, 32000, 4, 512, 128),  # a sixteenth of the batch
+        (512, 32000, 4, 2048, 256),  # d / 8 rows: wide features widen the chunk
+        (512, 32000, 4, 8192, 262),  # ... up to the 32 MiB budget
+        (4, 50000, 4, 64, 4),  # d / 8 > N: the whole batch
+        (4, 50000, 4, 8, 1),  # at least one row
+        (0, 50000, 4, 8, 1),
+    ],
+)
+def test_chunk_rows(n, v, itemsize, d, rows):
+    assert fused.chunk_rows(n, v, itemsize, d) == rows
+
+
+@pytest.mark.parametrize(
+    ("rows", "v", "d", "width", "n_slices"),
+    [
+        (256, 32000, 2048, 1000, 32),  # a quarter of the buffer
+        (128, 32000, 512, 2000, 16),
+        (64, 16000, 64, 2000, 8),  # an eighth of V
+        (64, 9, 64, 2, 5),  # ceil(9 / 8) = 2 rows: five slices, not eight
+    ],
+)
+def test_vocab_slices(rows, v, d, width, n_slices):
+    assert fused.vocab_block_rows(rows, v, d) == width
+    assert len(range(0, v, width)) == n_slices
+    assert width * d <= max(d, rows * v / 4)  # at most a quarter of the buffer
+
+
 @pytest.mark.parametrize(
     ("h_dtype", "w_dtype", "out"),
     [
@@ -391,12 +436,15 @@ def test_inputs_are_not_modified(small_chunks):
 
 @pytest.mark.parametrize(
     ("n", "d", "v"),
-    [(2048, 32, 4096), (1024, 64, 1000)],
-    ids=["wide", "d-as-large-as-a-chunk"],
+    [(2048, 32, 4096), (1024, 64, 1000), (1024, 512, 1000), (512, 256, 32000)],
+    ids=["wide", "d-as-large-as-a-chunk", "n-is-2d", "n-is-2d-large-v"],
 )
 def test_peak_memory_is_under_an_eighth_of_the_logits(n, d, v):
     h, w, y = problem(n, d, v, seed=3, dtype=np.float32, scale=0.3)
     logits_bytes = n * v * 4
+    # Once untraced first: a first call may import modules lazily (about 1 MB
+    # of Python objects), which is no part of the function's working memory.
+    linear_cross_entropy(h[:2], w, y[:2], return_grad=True)
     tracemalloc.start()
     try:
         loss, gh, gw = linear_cross_entropy(h, w, y, return_grad=True)
