@@ -23,7 +23,6 @@ import os
 import signal
 import threading
 import time
-import tracemalloc
 import warnings
 
 import mpmath
@@ -33,6 +32,7 @@ import pytest
 import ce_tutorial as ct
 from ce_tutorial import _streaming
 
+from .memory import traced_peak
 from .reference import DIGITS, label_losses_rows
 
 # A child or a thread that has not finished by then is taken to hang. The
@@ -344,14 +344,7 @@ def test_break7_tiny_target_mass_survives_the_float32_cast():
 
 def _peak_extra(call) -> int:
     """The peak memory ``call()`` allocates beyond what it returns, in bytes."""
-    tracemalloc.start()
-    try:
-        tracemalloc.reset_peak()
-        before = tracemalloc.get_traced_memory()[0]
-        result = call()
-        peak = tracemalloc.get_traced_memory()[1] - before
-    finally:
-        tracemalloc.stop()
+    peak, result = traced_peak(call)
     return peak - np.asarray(result).nbytes
 
 
@@ -797,14 +790,7 @@ def test_every_streamed_route_and_axis_needs_under_a_quarter_of_the_input(
     (the loss vector and logsumexp's result count as extra)."""
     call, z = routes[route]
     ct.set_num_threads(n_threads)
-    tracemalloc.start()
-    try:
-        tracemalloc.reset_peak()
-        before = tracemalloc.get_traced_memory()[0]
-        result = call()
-        peak = tracemalloc.get_traced_memory()[1] - before
-    finally:
-        tracemalloc.stop()
+    peak, result = traced_peak(call)
     if result.shape == z.shape:
         peak -= result.nbytes
     assert peak <= 0.25 * z.nbytes

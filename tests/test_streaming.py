@@ -7,12 +7,13 @@ threads; the results and the errors must not depend on how many there are.
 from __future__ import annotations
 
 import re
-import tracemalloc
 
 import numpy as np
 import pytest
 
 import ce_tutorial as ct
+
+from .memory import traced_peak
 
 N_ROWS, N_CLASSES = 8000, 64
 
@@ -196,14 +197,7 @@ def test_the_first_bad_row_is_reported_with_skipped_rows(big, f, n_threads):
 
 def _peak_extra(call) -> int:
     """The peak memory ``call()`` allocates beyond what it returns, in bytes."""
-    tracemalloc.start()
-    try:
-        tracemalloc.reset_peak()
-        before = tracemalloc.get_traced_memory()[0]
-        result = call()
-        peak = tracemalloc.get_traced_memory()[1] - before
-    finally:
-        tracemalloc.stop()
+    peak, result = traced_peak(call)
     return peak - np.asarray(result).nbytes
 
 
