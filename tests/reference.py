@@ -13,6 +13,15 @@ import numpy as np
 DIGITS = 50
 
 
+def exact_mpf(x) -> mpmath.mpf:
+    """``x`` as an mpf, exactly (long doubles through their shortest repr)."""
+    if not np.isfinite(x):
+        return mpmath.mpf(float(x))
+    if np.asarray(x).dtype == np.longdouble:
+        return mpmath.mpf(np.format_float_scientific(x, unique=True))
+    return mpmath.mpf(float(x))
+
+
 def _row_logsumexp(row) -> mpmath.mpf:
     finite = [mpmath.mpf(float(x)) for x in row if np.isfinite(x)]
     return mpmath.log(mpmath.fsum(mpmath.exp(x) for x in finite))
@@ -100,3 +109,31 @@ def log1p_rows(z: np.ndarray) -> tuple[list[mpmath.mpf], list[list[mpmath.mpf]]]
             lse.append(m + log_s)
             lp.append([(x - m) - log_s if x is not None else -mpmath.inf for x in v])
         return lse, lp
+
+
+def softplus(z: mpmath.mpf) -> mpmath.mpf:
+    """log(1 + e^z), accurate relative to its size at any z."""
+    if z > 0:
+        return z + mpmath.log1p(mpmath.exp(-z))
+    return mpmath.log1p(mpmath.exp(z))
+
+
+def sigmoid(z: mpmath.mpf) -> mpmath.mpf:
+    """1 / (1 + e^-z)."""
+    return 1 / (1 + mpmath.exp(-z))
+
+
+def binary_loss(z, y, w=1.0) -> mpmath.mpf:
+    """``w y softplus(-z) + (1 - y) softplus(z)``, the binary loss from logits."""
+    with mpmath.workdps(DIGITS):
+        zz, yy, ww = exact_mpf(z), exact_mpf(y), exact_mpf(w)
+        return ww * yy * softplus(-zz) + (1 - yy) * softplus(zz)
+
+
+def binary_grad(z, y, w=1.0) -> tuple[mpmath.mpf, mpmath.mpf]:
+    """Its derivative in z, and the larger of its two terms (its error's scale)."""
+    with mpmath.workdps(DIGITS):
+        zz, yy, ww = exact_mpf(z), exact_mpf(y), exact_mpf(w)
+        neg = (1 - yy) * sigmoid(zz)
+        pos = ww * yy * sigmoid(-zz)
+        return neg - pos, max(neg, pos)

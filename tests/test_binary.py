@@ -14,10 +14,11 @@ from sklearn.metrics import log_loss
 
 import ce_tutorial as ct
 
+from . import reference as mpref
 from . import strategies as cst
+from .reference import DIGITS
 
 LOG2 = math.log(2.0)
-DIGITS = 50
 LOGIT_FUNCTIONS = [
     ct.sigmoid,
     ct.log_sigmoid,
@@ -38,40 +39,6 @@ def assert_positive_zero(x):
     assert not np.signbit(x).any()
 
 
-# --- mpmath references (50 digits; every float converted exactly) -------------
-
-
-def _mp(x) -> mpmath.mpf:
-    return mpmath.mpf(float(x))
-
-
-def ref_softplus(z: mpmath.mpf) -> mpmath.mpf:
-    """log(1 + e^z), accurate relative to its size at any z."""
-    if z > 0:
-        return z + mpmath.log1p(mpmath.exp(-z))
-    return mpmath.log1p(mpmath.exp(z))
-
-
-def ref_sigmoid(z: mpmath.mpf) -> mpmath.mpf:
-    return 1 / (1 + mpmath.exp(-z))
-
-
-def ref_bce_logits(z, y, w=1.0) -> mpmath.mpf:
-    """w y softplus(-z) + (1 - y) softplus(z), from exact inputs."""
-    with mpmath.workdps(DIGITS):
-        zz, yy, ww = _mp(z), _mp(y), _mp(w)
-        return ww * yy * ref_softplus(-zz) + (1 - yy) * ref_softplus(zz)
-
-
-def ref_bce_grad(z, y, w=1.0) -> tuple[mpmath.mpf, mpmath.mpf]:
-    """The derivative, and the larger of its two terms (the scale of its error)."""
-    with mpmath.workdps(DIGITS):
-        zz, yy, ww = _mp(z), _mp(y), _mp(w)
-        neg = (1 - yy) * ref_sigmoid(zz)
-        pos = ww * yy * ref_sigmoid(-zz)
-        return neg - pos, max(neg, pos)
-
-
 def ulps(ours, ref: mpmath.mpf, dtype, scale: mpmath.mpf | None = None) -> float:
     """``|ours - ref|`` in units of the last place of ``scale`` (default ``ref``).
 
@@ -80,9 +47,9 @@ def ulps(ours, ref: mpmath.mpf, dtype, scale: mpmath.mpf | None = None) -> float
     """
     scale = ref if scale is None else scale
     with mpmath.workdps(DIGITS):
-        error = abs(_mp(ours) - ref)
+        error = abs(mpref.exact_mpf(ours) - ref)
         unit = float(np.spacing(np.abs(dtype(float(scale)))))
-        return float(error / _mp(unit))
+        return float(error / mpref.exact_mpf(unit))
 
 
 # --- sigmoid and log_sigmoid by hand --------------------------------------------
@@ -586,21 +553,21 @@ ULPS = 4
 def test_loss_within_a_few_ulps_of_mpmath(z, dtype, y):
     z = dtype(z)
     ours = ct.binary_cross_entropy_from_logits(np.array([z]), [y])[0]
-    assert ulps(ours, ref_bce_logits(z, y), dtype) <= ULPS
+    assert ulps(ours, mpref.binary_loss(z, y), dtype) <= ULPS
 
 
 @given(cst.finite_floats(700.0), st.integers(0, 1), st.floats(0.0, 100.0, width=32))
 def test_loss_with_pos_weight_within_a_few_ulps_of_mpmath(z, y, w):
     ours = ct.binary_cross_entropy_from_logits([z], [y], pos_weight=[w])[0]
-    assert ulps(ours, ref_bce_logits(z, y, w), np.float64) <= ULPS
+    assert ulps(ours, mpref.binary_loss(z, y, w), np.float64) <= ULPS
 
 
 @given(cst.finite_floats(700.0), st.sampled_from([np.float32, np.float64]))
 def test_sigmoid_and_log_sigmoid_within_a_few_ulps_of_mpmath(z, dtype):
     z = dtype(z)
     with mpmath.workdps(DIGITS):
-        ref_s = ref_sigmoid(_mp(z))
-        ref_log = -ref_softplus(-_mp(z))
+        ref_s = mpref.sigmoid(mpref.exact_mpf(z))
+        ref_log = -mpref.softplus(-mpref.exact_mpf(z))
     assert ulps(ct.sigmoid(z), ref_s, dtype) <= ULPS
     assert ulps(ct.log_sigmoid(z), ref_log, dtype) <= ULPS
 
@@ -613,7 +580,7 @@ def test_sigmoid_and_log_sigmoid_within_a_few_ulps_of_mpmath(z, dtype):
 def test_gradient_within_a_few_ulps_of_mpmath(z, dtype, y):
     z = dtype(z)
     ours = ct.binary_cross_entropy_grad(np.array([z]), [y], reduction="sum")[0]
-    ref, larger_term = ref_bce_grad(z, y)
+    ref, larger_term = mpref.binary_grad(z, y)
     # For hard labels one term is 0, so this is relative to the result itself.
     assert ulps(ours, ref, dtype, scale=larger_term) <= ULPS
 
@@ -627,7 +594,7 @@ def test_probability_loss_within_a_few_ulps_of_mpmath(p, dtype, y):
     p = dtype(p)
     ours = ct.binary_cross_entropy(np.array([p]), [y])[0]
     with mpmath.workdps(DIGITS):
-        pp, yy = _mp(p), _mp(y)
+        pp, yy = mpref.exact_mpf(p), mpref.exact_mpf(y)
         terms = []
         if yy > 0:
             terms.append(-yy * mpmath.log(pp) if pp > 0 else mpmath.inf)

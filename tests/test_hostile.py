@@ -33,7 +33,7 @@ import ce_tutorial as ct
 from ce_tutorial import _streaming
 
 from .memory import traced_peak
-from .reference import DIGITS, label_losses_rows
+from .reference import DIGITS, exact_mpf, label_losses_rows
 
 # A child or a thread that has not finished by then is taken to hang. The
 # calls they make take well under a second, even on a loaded machine.
@@ -603,15 +603,6 @@ EXTREMES = [np.float16, np.float32, np.float64, np.longdouble]
 EXTREME_IDS = [np.dtype(d).name for d in EXTREMES]
 
 
-def _mp(x) -> mpmath.mpf:
-    """``x`` as an mpf, exactly (long doubles through their shortest repr)."""
-    if not np.isfinite(x):
-        return mpmath.mpf(float(x))
-    if np.asarray(x).dtype == np.longdouble:
-        return mpmath.mpf(np.format_float_scientific(x, unique=True))
-    return mpmath.mpf(float(x))
-
-
 def _assert_correct(got, true, dtype, ulps: int = 4) -> None:
     """``got`` is ``true`` rounded to ``dtype``, within ``ulps`` of max(|true|, 1).
 
@@ -620,17 +611,20 @@ def _assert_correct(got, true, dtype, ulps: int = 4) -> None:
     info = np.finfo(dtype)
     biggest = info.max
     # Round to nearest: only from max + ulp(max)/2 on does a value round to inf.
-    threshold = _mp(biggest) + (_mp(biggest) - _mp(np.nextafter(biggest, 0))) / 2
+    threshold = (
+        exact_mpf(biggest)
+        + (exact_mpf(biggest) - exact_mpf(np.nextafter(biggest, 0))) / 2
+    )
     if abs(true) >= threshold:
         assert got == (np.inf if true > 0 else -np.inf), (got, true)
         return
     scale = max(abs(true), 1)
-    assert abs(_mp(got) - true) <= ulps * _mp(info.eps) * scale, (got, true)
+    assert abs(exact_mpf(got) - true) <= ulps * exact_mpf(info.eps) * scale, (got, true)
 
 
 def _lse(row) -> tuple[mpmath.mpf, mpmath.mpf]:
     """``(m, log(sum(exp(z - m))))`` of a row, in mpmath."""
-    values = [_mp(v) for v in row]
+    values = [exact_mpf(v) for v in row]
     m = max(values)
     return m, mpmath.log(mpmath.fsum(mpmath.exp(v - m) for v in values))
 
@@ -653,8 +647,8 @@ def test_the_softmax_family_at_the_dtypes_extremes(dtype):
             m, log_s = _lse(row)
             _assert_correct(lse[i], m + log_s, out)
             for j, v in enumerate(row):
-                _assert_correct(log_p[i, j], (_mp(v) - m) - log_s, out)
-                _assert_correct(p[i, j], mpmath.exp((_mp(v) - m) - log_s), out)
+                _assert_correct(log_p[i, j], (exact_mpf(v) - m) - log_s, out)
+                _assert_correct(p[i, j], mpmath.exp((exact_mpf(v) - m) - log_s), out)
 
 
 @pytest.mark.parametrize("dtype", EXTREMES, ids=EXTREME_IDS)
@@ -667,7 +661,7 @@ def test_the_label_loss_at_the_dtypes_extremes(dtype, label):
     with mpmath.workdps(DIGITS):
         for row, got in zip(z, loss, strict=True):
             m, log_s = _lse(row)
-            _assert_correct(got, (m - _mp(row[label])) + log_s, out)
+            _assert_correct(got, (m - exact_mpf(row[label])) + log_s, out)
 
 
 @pytest.mark.parametrize("dtype", EXTREMES, ids=EXTREME_IDS)
@@ -681,7 +675,7 @@ def test_the_target_loss_at_the_dtypes_extremes(dtype):
         for row, target, got in zip(z, q, loss, strict=True):
             m, log_s = _lse(row)
             true = mpmath.fsum(
-                _mp(t) * ((m - _mp(v)) + log_s)
+                exact_mpf(t) * ((m - exact_mpf(v)) + log_s)
                 for t, v in zip(target, row, strict=True)
                 if t > 0
             )
