@@ -15,6 +15,8 @@ the offending value.
 - helpers: :func:`one_hot`, :func:`entropy`, :func:`kl_divergence`;
 - calibration: :func:`expected_calibration_error`, :func:`reliability_curve`,
   :func:`fit_temperature`;
+- data: :func:`load_digits_split`, the digits split the chapters train on
+  (needs scikit-learn, imported on call);
 - the fused language-model head: :func:`linear_cross_entropy`, the loss of
   ``features @ weight.T`` and its gradients without the full logits;
 - large inputs are streamed in blocks of rows, on :func:`get_num_threads`
@@ -33,6 +35,7 @@ from ._calibration import (
     fit_temperature,
     reliability_curve,
 )
+from ._datasets import load_digits_split
 from ._fused import linear_cross_entropy
 from ._information import entropy, kl_divergence
 from ._losses import (
@@ -62,6 +65,7 @@ __all__ = [
     "kl_divergence",
     "likelihood",
     "linear_cross_entropy",
+    "load_digits_split",
     "log_sigmoid",
     "log_softmax",
     "logsumexp",
