@@ -1,0 +1,197 @@
+"""The book's code keeps the Notation page's promise for ``eps``.
+
+``book/notation.md`` reserves eps for machine epsilon, the gap between 1 and
+the next larger float of a format (``np.finfo(dtype).eps``). This test reads
+every code cell of every page in ``_toc.yml`` and fails when a name that says
+eps (``eps``, ``bf16_eps``, ``eps_32``, ...) is bound to anything else: by an
+assignment, as a function parameter's default, as a loop variable over values
+the loop spells out, or as a keyword argument. A smoothing amount, a tolerance
+or a small step needs a name of its own (``smoothing``, ``tol``, ``h``).
+
+A value is accepted when it is ``np.finfo(...).eps`` (or ``finfo(...).eps``),
+or a constant expression equal to the machine epsilon of an IEEE or bfloat16
+format, such as ``2.0**-7`` for bfloat16, whose epsilon NumPy cannot report.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+
+import pytest
+
+from .test_prose import page_path, pages_for
+
+# 2**-k for bfloat16 (7), float16 (10), float32 (23), float64 (52),
+# x87 extended (63) and binary128 (112).
+MACHINE_EPSILONS = {2.0**-k for k in (7, 10, 23, 52, 63, 112)}
+
+_EPS_NAME = re.compile(r"^(?:\w+_)?eps(?:_\w+)?$", re.IGNORECASE)
+
+
+def _is_finfo_eps(node: ast.expr) -> bool:
+    """``np.finfo(x).eps``, ``numpy.finfo(x).eps`` or ``finfo(x).eps``."""
+    if not (isinstance(node, ast.Attribute) and node.attr == "eps"):
+        return False
+    call = node.value
+    if not isinstance(call, ast.Call):
+        return False
+    func = call.func
+    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+    return name == "finfo"
+
+
+def _constant_value(node: ast.expr) -> float | None:
+    """The value of a constant arithmetic expression, or None."""
+    allowed = (ast.Constant, ast.BinOp, ast.UnaryOp, ast.operator, ast.unaryop)
+    if not all(isinstance(n, (*allowed, ast.expr_context)) for n in ast.walk(node)):
+        return None
+    try:
+        value = eval(compile(ast.Expression(node), "<eps>", "eval"), {}, {})
+    except Exception:
+        return None
+    return float(value) if isinstance(value, int | float) else None
+
+
+def is_machine_epsilon(node: ast.expr) -> bool:
+    if _is_finfo_eps(node):
+        return True
+    return _constant_value(node) in MACHINE_EPSILONS
+
+
+def _loop_bindings(
+    target: ast.expr, iterable: ast.expr, line: int
+) -> list[tuple[str, ast.expr | None, int]]:
+    """The values a loop binds to its names, where the loop spells them out.
+
+    ``for eps in (0.0, 0.1)`` binds eps to each literal element, and
+    ``for name, eps in [("a", 0.1)]`` to the matching position of each tuple.
+    A loop over anything else (a variable, a call) is not followed: its
+    values are not in the source.
+    """
+    if not isinstance(iterable, ast.List | ast.Tuple | ast.Set):
+        return []
+    found: list[tuple[str, ast.expr | None, int]] = []
+    for element in iterable.elts:
+        if isinstance(target, ast.Name):
+            found.append((target.id, element, line))
+        elif isinstance(target, ast.Tuple) and isinstance(element, ast.Tuple):
+            for name, value in zip(target.elts, element.elts, strict=False):
+                if isinstance(name, ast.Name):
+                    found.append((name.id, value, line))
+    return found
+
+
+def eps_bindings(source: str) -> list[tuple[str, ast.expr | None, int]]:
+    """Every binding of an eps-like name: (name, value or None, line)."""
+    found: list[tuple[str, ast.expr | None, int]] = []
+
+    def target_names(target: ast.expr) -> list[str]:
+        return [n.id for n in ast.walk(target) if isinstance(n, ast.Name)]
+
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                value = node.value if isinstance(target, ast.Name) else None
+                found += [(n, value, node.lineno) for n in target_names(target)]
+        elif isinstance(node, ast.AnnAssign | ast.AugAssign):
+            value = node.value if isinstance(node, ast.AnnAssign) else None
+            found += [(n, value, node.lineno) for n in target_names(node.target)]
+        elif isinstance(node, ast.For | ast.comprehension):
+            found += _loop_bindings(node.target, node.iter, getattr(node, "lineno", 0))
+        elif isinstance(node, ast.NamedExpr):
+            found.append((node.target.id, node.value, node.lineno))
+        elif isinstance(node, ast.FunctionDef | ast.Lambda):
+            args = node.args
+            positional = args.posonlyargs + args.args
+            defaults = [None] * (len(positional) - len(args.defaults)) + list(
+                args.defaults
+            )
+            pairs = list(zip(positional, defaults, strict=True))
+            pairs += list(zip(args.kwonlyargs, args.kw_defaults, strict=True))
+            for arg, default in pairs:
+                if default is not None:
+                    found.append((arg.arg, default, default.lineno))
+        elif isinstance(node, ast.Call):
+            found += [(k.arg, k.value, k.value.lineno) for k in node.keywords if k.arg]
+    return [(name, value, line) for name, value, line in found if _EPS_NAME.match(name)]
+
+
+def misused_eps(source: str) -> list[str]:
+    """Descriptions of the bindings of an eps-like name to something else."""
+    problems = []
+    for name, value, line in eps_bindings(source):
+        if value is None:
+            problems.append(f"line {line}: {name} is an augmented target")
+        elif not is_machine_epsilon(value):
+            problems.append(f"line {line}: {name} = {ast.unparse(value)}")
+    return problems
+
+
+# --------------------------------------------------------------------------
+# The checker, on small cases
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "eps = np.finfo(np.float64).eps",
+        "eps32 = np.finfo(np.float32).eps",
+        "bf16_eps = 2.0**-7",
+        "def f(x, eps=np.finfo(float).eps):\n    return x",
+        "smoothing = 0.1\nsteps = 300\nepsilon_like = 1",
+        "g(x, eps=numpy.finfo(x.dtype).eps)",
+        "u = np.finfo(np.float64).eps / 2",
+        "for name, eps in rows:\n    print(name, eps)",
+        "for name, eps in [('f32', np.finfo(np.float32).eps)]:\n    pass",
+    ],
+)
+def test_checker_accepts_machine_epsilons(source):
+    assert misused_eps(source) == []
+
+
+@pytest.mark.parametrize(
+    ("source", "problem"),
+    [
+        ("eps = 0.1", "eps = 0.1"),
+        ("eps_smooth = 1e-3", "eps_smooth = 0.001"),
+        ("def smooth(y, eps=0.1):\n    return y", "eps = 0.1"),
+        ("smooth(y, eps=0.05)", "eps = 0.05"),
+        ("for eps in (np.finfo(float).eps, 0.1):\n    pass", "eps = 0.1"),
+        ("for name, eps in [('a', 0.1)]:\n    pass", "eps = 0.1"),
+        ("eps = np.finfo(float).eps\neps *= 2", "eps is an augmented target"),
+        ("eps = 2.0**-8", "eps = 2.0 ** (-8)"),
+        ("eps = np.finfo(np.float64).tiny", "eps = np.finfo(np.float64).tiny"),
+    ],
+)
+def test_checker_rejects_other_values(source, problem):
+    problems = misused_eps(source)
+    assert len(problems) == 1 and problems[0].endswith(problem), problems
+
+
+# --------------------------------------------------------------------------
+# The book
+
+
+def code_cells(page: str) -> list[str]:
+    path = page_path(page)
+    if path.suffix != ".ipynb":
+        return []
+    notebook = json.loads(path.read_text(encoding="utf-8"))
+    return [
+        "".join(cell["source"])
+        for cell in notebook["cells"]
+        if cell["cell_type"] == "code"
+    ]
+
+
+@pytest.mark.parametrize("page", pages_for("eps"))
+def test_eps_is_only_ever_machine_epsilon(page):
+    problems = []
+    for number, source in enumerate(code_cells(page)):
+        problems += [f"code cell {number}, {p}" for p in misused_eps(source)]
+    assert not problems, (
+        f"{page}: eps names machine epsilon (book/notation.md); rename these:\n  "
+        + "\n  ".join(problems)
+    )
