@@ -58,7 +58,6 @@ PENDING: dict[str, set[str]] = {
         "book/gradient",
         "book/binary",
         "book/information_theory",
-        "book/calibration",
         "book/in_practice",
         "book/streaming",
     },
