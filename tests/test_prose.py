@@ -56,7 +56,6 @@ PENDING: dict[str, set[str]] = {
         "book/intro",
         "book/classification",
         "book/gradient",
-        "book/binary",
         "book/information_theory",
         "book/in_practice",
         "book/streaming",
