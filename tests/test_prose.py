@@ -53,10 +53,6 @@ ALLOWLIST: dict[tuple[str, str], str] = {
 # done; do not add to it.
 PENDING: dict[str, set[str]] = {
     "numbers": {
-        "book/intro",
-        "book/classification",
-        "book/gradient",
-        "book/information_theory",
         "book/in_practice",
         "book/streaming",
     },
