@@ -165,7 +165,7 @@ def _probabilities_and_labels(
             f"of shape (n_samples, n_classes), got shape {p.shape}"
         )
     check_matrix(p, "y_hat")
-    tol = sum_tolerance(p.dtype)
+    tol = sum_tolerance(p.dtype, p.shape[1])
     p = p.astype(compute_dtype(p.dtype, "y_hat"), copy=False)
     check_probabilities(p, "y_hat", tol)
     return p, _labels(y, p.shape[0], p.shape[1])

@@ -261,9 +261,9 @@ def test_break3_the_row_sum_check_leaks_no_warning(call, message):
 
 
 def test_break3_an_overflowing_soft_target_loss_is_inf_without_a_warning():
-    # The target row sums to 1 + 1e-8, within float64's tolerance of 1.5e-8,
-    # so it is valid, and the true loss, 1.797...e308 * (1 + 1e-8), is beyond
-    # float64's range: inf is its correctly rounded value.
+    # The target row sums to 1 + 1e-8, within the tolerance of 4.0e-6 for two
+    # classes, so it is valid, and the true loss, 1.797...e308 * (1 + 1e-8), is
+    # beyond float64's range: inf is its correctly rounded value.
     loss = ct.cross_entropy_from_logits([[0.0, -F64.max]], [[0.0, 1 + 1e-8]])
     assert loss[0] == np.inf
 
