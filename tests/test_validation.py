@@ -381,11 +381,35 @@ def test_scalar_logits_are_rejected(f):
 
 
 @pytest.mark.parametrize("f", LOSS_FROM_LOGITS)
-@pytest.mark.parametrize("shape", [(3,), (1, 2, 3)])
-def test_loss_logits_must_be_2d(f, shape):
-    pattern = rf"logits must be 2-D, .* got shape {re.escape(str(shape))}"
-    with pytest.raises(ValueError, match=pattern):
-        f(np.zeros(shape), [0])
+def test_loss_logits_must_be_at_least_2d(f):
+    pattern = r"logits must be 2-D, .* or of shape \(n_samples, n_classes, d1, "
+    with pytest.raises(ValueError, match=pattern + r".* got shape \(3,\)"):
+        f(np.zeros(3), [0])
+
+
+@pytest.mark.parametrize("f", LOSS_FROM_LOGITS)
+@pytest.mark.parametrize(
+    ("y", "pattern"),
+    [
+        (
+            [0],
+            r"y has shape \(1,\), but the logits have shape \(1, 2, 3\): "
+            r"expected integer labels of shape \(1, 3\) or target distributions of "
+            r"shape \(1, 2, 3\)",
+        ),
+        ([[0, 1]], r"y has shape \(1, 2\), but the logits .*labels of shape \(1, 3\)"),
+        (
+            np.zeros((1, 3, 2)),
+            r"y has shape \(1, 3, 2\), but the predictions have "
+            r"shape \(1, 2, 3\); target distributions must have the same shape",
+        ),
+        (np.zeros((1, 2, 3, 1)), r"y has shape \(1, 2, 3, 1\), but the logits"),
+        ([[0.0, 1.0, 0.0]], r"y must hold integer class labels, got dtype float64"),
+    ],
+)
+def test_k_dimensional_targets_must_match_the_logits(f, y, pattern):
+    with pytest.raises((ValueError, TypeError), match=pattern):
+        f(np.zeros((1, 2, 3)), y)
 
 
 # --- target distributions -----------------------------------------------------
