@@ -940,10 +940,13 @@ def _coefficient_grad_block(g: np.ndarray, t: LogitTargets, a: int, b: int) -> N
             f"logits{_entry(t, a + i, j)} is -inf but {_why_mass(t, a + i, j)}: "
             f"the loss is infinite and has no gradient"
         )
-    total = coef.sum(axis=1)
-    with np.errstate(over="ignore"):  # weights beyond the dtype's range
-        g *= total[:, None].astype(g.dtype)
-        g -= coef.astype(g.dtype)
+    # In the coefficients' wide dtype, rounded once: a weight beyond the
+    # range of float32 logits gives inf, never inf * 0 = NaN.
+    wide = g.astype(coef.dtype)
+    wide *= coef.sum(axis=1)[:, None]
+    wide -= coef
+    with np.errstate(over="ignore"):
+        g[...] = wide
     skip = t.skipped(a, b) if t.labels is not None else None
     if skip is not None:
         g[skip] = 0.0
@@ -959,7 +962,7 @@ def _why_mass(t: LogitTargets, row: int, col: int) -> str:
     if t.labels is None:
         value = t.dist[row : row + 1][0, col]
         if value > 0 and t.smoothing < 1.0:
-            return f"y{_entry(t, row, col)} = {value} > 0"
+            return f"y{_entry(t, row, col)} = {value!s} > 0"
     elif t.labels[row] == col and t.smoothing < 1.0:
         where = format_index(np.unravel_index(row, t.lead))
         return f"it is the true class y{where} = {col}"

@@ -93,7 +93,7 @@ def prepare_weight(weight: npt.ArrayLike | None, n_classes: int) -> np.ndarray |
     if bad.any():
         j = int(np.argmax(bad))
         raise ValueError(
-            f"weight[{j}] = {w[j]} is not a finite, non-negative number; class "
+            f"weight[{j}] = {w[j]!s} is not a finite, non-negative number; class "
             f"weights must be finite and >= 0"
         )
     return w.astype(np.promote_types(w.dtype, np.float64))

@@ -524,13 +524,13 @@ def find_value_error(
                 where = format_index(_shift((*lead_index, j), offset))
             else:
                 where = class_axis_index(lead, r + offset, j)
-            return r + offset, ValueError(f"{name}{where} = {row[j]} {why}")
+            return r + offset, ValueError(f"{name}{where} = {row[j]!s} {why}")
     if lead is not None:
         where = class_axis_index(lead, r + offset, None)
     else:
         where = format_index(_shift(lead_index, offset)) if p.ndim > 1 else ""
     return r + offset, ValueError(
-        f"{name}{where} sums to {sums[r]}, not 1 (tolerance {tol:.1e}); "
+        f"{name}{where} sums to {sums[r]!s}, not 1 (tolerance {tol:.1e}); "
         f"each row must be a probability distribution"
     )
 
@@ -559,7 +559,7 @@ def check_row_sums(p: np.ndarray, name: str, tol: float, offset: int = 0) -> Non
         idx = np.unravel_index(int(np.argmax(bad)), sums.shape)
         where = format_index(_shift(idx, offset)) if idx else ""
         raise ValueError(
-            f"{name}{where} sums to {sums[idx]}, not 1 (tolerance {tol:.1e}); "
+            f"{name}{where} sums to {sums[idx]!s}, not 1 (tolerance {tol:.1e}); "
             f"each row must be a probability distribution"
         )
 
