@@ -199,18 +199,22 @@ class _GatheredRows:
 
     The axes before the class axis are ``(n, d)``: where the axes after the
     first one merge into one ``d`` axis without a copy (as they do for a
-    C-contiguous input), a block is copied slice by slice, one run of
-    consecutive ``d`` per ``n``; otherwise its rows are gathered by index.
+    C-contiguous input) and its runs are long (``d >= MIN_RUN``), a block is
+    copied slice by slice, one run of consecutive ``d`` per ``n``; otherwise
+    its rows are gathered by index, which costs less than a Python loop over
+    many short runs.
     """
+
+    MIN_RUN = 256
 
     def __init__(self, moved: np.ndarray) -> None:
         self.moved = moved
         self.lead = moved.shape[:-1]
         self.shape = (int(np.prod(self.lead)), moved.shape[-1])
         self.runs = None  # (N, D, C) view: rows n * D + d
-        if len(self.lead) >= 2:
-            n = self.lead[0]
-            d = self.shape[0] // n if n else 0
+        n = self.lead[0] if self.lead else 0
+        d = self.shape[0] // n if n else 0
+        if len(self.lead) >= 2 and d >= self.MIN_RUN:
             try:
                 self.runs = moved.reshape(n, d, moved.shape[-1], copy=False)
             except (ValueError, TypeError):  # no view; or NumPy < 2.1

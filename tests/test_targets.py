@@ -169,7 +169,9 @@ LAYOUTS = {
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("shape", [(3, 4, 5), (2, 3, 4, 5), (2, 3, 1, 2, 3)])
+@pytest.mark.parametrize(
+    "shape", [(3, 4, 5), (2, 3, 4, 5), (2, 3, 1, 2, 3), (2, 3, 300), (1, 2, 17, 20)]
+)
 @pytest.mark.parametrize("targets", ["labels", "distributions"])
 @pytest.mark.parametrize("options", [{}, {"weight": [0.5, 1.0, 2.0], "sm": 0.1}])
 def test_k_dimensional_input_equals_its_flattened_rows(layout, shape, targets, options):
@@ -195,9 +197,11 @@ def test_k_dimensional_input_equals_its_flattened_rows(layout, shape, targets, o
         )
 
 
-def test_k_dimensional_rows_are_copied_by_runs_or_gathered():
+def test_k_dimensional_rows_are_copied_by_runs_or_gathered(monkeypatch):
     z = np.random.default_rng(1).normal(size=(3, 4, 5, 6))
     moved = np.moveaxis(z, 1, -1)
+    assert _softmax._GatheredRows(moved).runs is None  # runs of 30: too short
+    monkeypatch.setattr(_softmax._GatheredRows, "MIN_RUN", 1)
     runs = _softmax._GatheredRows(moved)
     assert runs.runs is not None  # a C-contiguous input: copied by runs
     strided = _softmax._GatheredRows(np.moveaxis(z[:, :, ::2, ::-1], 1, -1))
@@ -324,7 +328,12 @@ def test_k_dimensional_memory_stays_under_a_quarter_of_the_input():
     z = np.ascontiguousarray(rng.standard_normal((2_000, 100, 10)).swapaxes(1, 2))
     y = rng.integers(0, 10, size=(2_000, 100))
     q = np.moveaxis(rng.dirichlet(np.ones(10), size=(2_000, 100)), -1, 1).copy()
+    long_z = rng.standard_normal((8, 10, 25_000))  # copied by runs of 25,000
+    long_y = rng.integers(0, 10, size=(8, 25_000))
+    assert long_z.nbytes == z.nbytes
     calls = [
+        lambda: ct.cross_entropy_from_logits(long_z, long_y),
+        lambda: ct.cross_entropy_from_logits(long_z, long_y, label_smoothing=0.2),
         lambda: ct.cross_entropy_from_logits(z, y),
         lambda: ct.cross_entropy_from_logits(z, y, "sum", label_smoothing=0.1),
         lambda: ct.cross_entropy_from_logits(z, q, weight=np.ones(10)),
