@@ -74,6 +74,12 @@ def _streamed_calls(z, y, q):
         "ce_labels_fallback": lambda: ct.cross_entropy_from_logits(z + 800.0, y),
         "ce_targets": lambda: ct.cross_entropy_from_logits(z, q),
         "grad_labels": lambda: ct.cross_entropy_grad(z, y),
+        "ce_options": lambda: ct.cross_entropy_from_logits(
+            z, y, weight=np.linspace(0.5, 2.0, z.shape[1]), label_smoothing=0.1
+        ),
+        "ce_k_dim": lambda: ct.cross_entropy_from_logits(
+            z.reshape(-1, 2, z.shape[1]).swapaxes(1, 2), y.reshape(-1, 2)
+        ),
     }
 
 
