@@ -14,7 +14,7 @@ the offending value.
   :func:`binary_cross_entropy_grad`;
 - helpers: :func:`one_hot`, :func:`entropy`, :func:`kl_divergence`;
 - calibration: :func:`expected_calibration_error`, :func:`reliability_curve`,
-  :func:`fit_temperature`;
+  :func:`classwise_calibration_error`, :func:`fit_temperature`;
 - distillation and contrastive learning: :func:`distillation_loss`,
   :func:`distillation_grad`, :func:`info_nce`;
 - data: :func:`load_digits_split`, the digits split the chapters train on
@@ -33,6 +33,7 @@ from ._binary import (
     sigmoid,
 )
 from ._calibration import (
+    classwise_calibration_error,
     expected_calibration_error,
     fit_temperature,
     reliability_curve,
@@ -59,6 +60,7 @@ __all__ = [
     "binary_cross_entropy",
     "binary_cross_entropy_from_logits",
     "binary_cross_entropy_grad",
+    "classwise_calibration_error",
     "cross_entropy",
     "cross_entropy_from_logits",
     "cross_entropy_grad",
