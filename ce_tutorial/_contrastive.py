@@ -133,13 +133,13 @@ def info_nce(
     logits of query :math:`i` are its similarities with every key, divided by
     the temperature, and its loss is the cross-entropy with label :math:`i`:
 
-    .. math:: z_{ij} = \frac{\mathbf{e}^{(i)} \cdot \mathbf{e}'^{(j)}}{T},
+    .. math:: z_{ij} = \frac{\mathbf{a}^{(i)} \cdot \mathbf{a}'^{(j)}}{T},
         \qquad
         \ell^{(i)} = -\log \frac{e^{z_{ii}}}{\sum_{j=0}^{N-1} e^{z_{ij}}}
         = \operatorname{logsumexp}_j(z_{ij}) - z_{ii},
 
-    where :math:`\mathbf{e}^{(i)}` is query :math:`i` and
-    :math:`\mathbf{e}'^{(j)}` key :math:`j`.
+    where :math:`\mathbf{a}^{(i)}` is query :math:`i` and
+    :math:`\mathbf{a}'^{(j)}` key :math:`j`.
 
     Parameters
     ----------
@@ -197,11 +197,11 @@ def info_nce(
     :math:`z`, and PyTorch's ``F.cross_entropy(z, torch.arange(N))``. Its
     gradient with respect to the logits is :math:`(\operatorname{softmax}(z)
     - I) / N` for ``"mean"``; by the chain rule, the gradient with respect to
-    the unit queries :math:`E` (rows :math:`\mathbf{e}^{(i)}`) and keys
-    :math:`E'` is
+    the unit queries :math:`Q` (rows :math:`\mathbf{a}^{(i)} / \|\mathbf{a}^{(i)}\|`)
+    and unit keys :math:`K` is
 
-    .. math:: \frac{\partial L}{\partial E} = \frac{G E'}{T}, \qquad
-        \frac{\partial L}{\partial E'} = \frac{G^\top E}{T},
+    .. math:: \frac{\partial L}{\partial Q} = \frac{G K}{T}, \qquad
+        \frac{\partial L}{\partial K} = \frac{G^\top Q}{T},
         \qquad G = \frac{\partial L}{\partial z},
 
     and through the normalisation :math:`\hat{\mathbf{x}} = \mathbf{x} /
