@@ -14,7 +14,7 @@ the offending value.
   :func:`binary_cross_entropy_grad`;
 - helpers: :func:`one_hot`, :func:`entropy`, :func:`kl_divergence`;
 - calibration: :func:`expected_calibration_error`, :func:`reliability_curve`,
-  :func:`fit_temperature`;
+  :func:`classwise_calibration_error`, :func:`fit_temperature`;
 - data: :func:`load_digits_split`, the digits split the chapters train on
   (needs scikit-learn, imported on call);
 - the fused language-model head: :func:`linear_cross_entropy`, the loss of
@@ -31,6 +31,7 @@ from ._binary import (
     sigmoid,
 )
 from ._calibration import (
+    classwise_calibration_error,
     expected_calibration_error,
     fit_temperature,
     reliability_curve,
@@ -55,6 +56,7 @@ __all__ = [
     "binary_cross_entropy",
     "binary_cross_entropy_from_logits",
     "binary_cross_entropy_grad",
+    "classwise_calibration_error",
     "cross_entropy",
     "cross_entropy_from_logits",
     "cross_entropy_grad",

@@ -287,14 +287,46 @@ def find_label_error(
     )
 
 
+# The one dtype gate for labels and targets: what each kind of target accepts,
+# by ``dtype.kind`` ("b" bool, "i"/"u" signed/unsigned integers, "f" floats).
+# NumPy's ``np.issubdtype(dtype, np.integer)`` is True for ``timedelta64``, and
+# ``bool`` passes an ``isinstance(x, int)`` test: the kind letters admit
+# neither by accident, so every family that checks a target dtype asks here.
+TARGET_KINDS = {
+    "labels": ("iu", "integer class labels"),
+    "binary labels": ("biu", "bool or integer 0/1 labels"),
+    "binary targets": ("biuf", "bool, integer 0/1 or float targets in [0, 1]"),
+    "distributions": ("iuf", "real numbers"),
+}
+
+
+def check_target_dtype(
+    y: np.ndarray, name: str = "y", kind: str = "labels", hint: str = ""
+) -> None:
+    """Raise ``TypeError`` unless ``y``'s dtype suits targets of ``kind``.
+
+    ``kind`` is a key of ``TARGET_KINDS``: ``"labels"`` (integer class
+    labels: signed or unsigned integers only), ``"binary labels"`` (bool or
+    integer 0/1), ``"binary targets"`` (bool, integer or float, the soft
+    targets of the binary losses) or ``"distributions"`` (integers or floats,
+    target distributions). bool, timedelta, datetime, complex, strings,
+    objects and records are refused wherever the table does not list them;
+    ``hint`` is appended to the message. Only the dtype is checked, not the
+    values.
+    """
+    kinds, what = TARGET_KINDS[kind]
+    if y.dtype.kind not in kinds:
+        raise TypeError(f"{name} must hold {what}, got dtype {y.dtype}{hint}")
+
+
 def check_label_dtype_and_shape(y: np.ndarray, n_samples: int, name: str = "y"):
     """``y`` must hold integers (not bool, not timedelta) of shape (n_samples,)."""
-    if y.dtype.kind not in "iu":
-        raise TypeError(
-            f"{name} must hold integer class labels, got dtype {y.dtype} "
-            f"(pass target distributions as a 2-D array of shape (n_samples, "
-            f"n_classes))"
-        )
+    check_target_dtype(
+        y,
+        name,
+        "labels",
+        " (pass target distributions as a 2-D array of shape (n_samples, n_classes))",
+    )
     if y.shape != (n_samples,):
         raise ValueError(
             f"{name} has shape {y.shape}, but there are {n_samples} samples: "
