@@ -165,7 +165,7 @@ def _probabilities_and_labels(
             f"of shape (n_samples, n_classes), got shape {p.shape}"
         )
     check_matrix(p, "y_hat")
-    tol = sum_tolerance(p.dtype)
+    tol = sum_tolerance(p.dtype, p.shape[1])
     p = p.astype(compute_dtype(p.dtype, "y_hat"), copy=False)
     check_probabilities(p, "y_hat", tol)
     return p, _labels(y, p.shape[0], p.shape[1])
@@ -177,7 +177,7 @@ def _check_unit_interval(p: np.ndarray, name: str) -> None:
     if bad.any():
         i = int(np.argmax(bad))
         raise ValueError(
-            f"{name}[{i}] = {p[i]} is not in [0, 1]; a 1-D {name} holds the "
+            f"{name}[{i}] = {p[i]!s} is not in [0, 1]; a 1-D {name} holds the "
             f"probability of the positive class"
         )
 
@@ -590,14 +590,21 @@ def _prepare_fit(logits: npt.ArrayLike, y: npt.ArrayLike):
     if bad.any():
         idx = np.unravel_index(int(np.argmax(bad)), z.shape)
         raise ValueError(
-            f"logits{format_index(idx)} = {z[idx]} is not finite; "
+            f"logits{format_index(idx)} = {z[idx]!s} is not finite; "
             f"fit_temperature needs finite logits (a -inf that masks a class "
             f"is not supported here either)"
         )
     # At least float64, whatever came in: T is returned to 1e-8.
     u = z.astype(np.promote_types(dtype, np.float64))
+    # z - max(z) overflows for logits of both signs beyond half the range
+    # (1e308 - (-1e308)): halve them first, which is exact (a subnormal may
+    # lose its last bit, nothing next to a difference this large), and
+    # return the power of two that T must be multiplied by.
+    halved = 0
+    if np.abs(u).max() > np.finfo(u.dtype).max / 2:
+        u, halved = np.ldexp(u, -1), 1
     u = u - u.max(axis=1, keepdims=True)  # <= 0; exact for rows of one scale
-    return u, labels
+    return u, labels, halved
 
 
 def _short(x: np.floating) -> str:
@@ -753,7 +760,7 @@ def fit_temperature(logits: npt.ArrayLike, y: npt.ArrayLike) -> float:
 error), so it has no finite minimiser: the true-class logits are on average \
 not above their rows' means (mean of z[y] - mean(z) = 0.0 <= 0)
     """
-    u, labels = _prepare_fit(logits, y)
+    u, labels, exponent = _prepare_fit(logits, y)
     informative = (u != 0).any(axis=1)
     if not informative.any():
         raise ValueError(
@@ -770,11 +777,19 @@ not above their rows' means (mean of z[y] - mean(z) = 0.0 <= 0)
     # Logits of extreme scale are scaled by a power of 2 so that max |u| is
     # in [0.5, 1), which keeps the squares and sums below finite; other logits
     # are left alone, since scaling down could round tiny differences to 0.
-    _, exponent = np.frexp(-u.min())
-    scale = u.dtype.type(1)  # in u's dtype: longdouble logits may pass 1e308
-    if not -_SCALE_EXPONENT < exponent < _SCALE_EXPONENT:
-        scale = np.ldexp(scale, int(exponent))
-        u = u / scale
+    # The scale is kept as a power of two, 2**exponent, and applied with
+    # ldexp: 2**1024, the scale of a largest difference of 2**1023, is
+    # beyond float64, while T itself may not be.
+    _, top = np.frexp(-u.min())
+    if not -_SCALE_EXPONENT < top < _SCALE_EXPONENT:
+        u = np.ldexp(u, -int(top))
+        exponent += int(top)
+
+    def scaled(x: float) -> np.floating:
+        """``x`` in the logits' own units: times 2**exponent."""
+        with np.errstate(over="ignore"):
+            return np.ldexp(u.dtype.type(x), exponent)
+
     u_true = u[np.arange(u.shape[0]), labels]
     if not u_true.any():  # differences below the float range were rounded to 0
         raise ValueError(
@@ -789,11 +804,11 @@ not above their rows' means (mean of z[y] - mean(z) = 0.0 <= 0)
     bound = 2 * (u.shape[1] + 4) * unit_roundoff * float(-u.min())
     if margin <= bound:
         if margin <= 0:
-            detail = f"mean of z[y] - mean(z) = {margin * scale!s} <= 0"
+            detail = f"mean of z[y] - mean(z) = {scaled(margin)!s} <= 0"
         else:
             detail = (
-                f"mean of z[y] - mean(z) = {_short(margin * scale)} is not above "
-                f"its rounding-error bound {_short(bound * scale)}"
+                f"mean of z[y] - mean(z) = {_short(scaled(margin))} is not above "
+                f"its rounding-error bound {_short(scaled(bound))}"
             )
         raise ValueError(
             "the mean NLL keeps falling as T -> inf (to within rounding error), "
@@ -839,7 +854,7 @@ not above their rows' means (mean of z[y] - mean(z) = 0.0 <= 0)
             lo = beta
         elif slope > 0:
             hi = beta
-    temperature = scale / u.dtype.type(beta)
+    temperature = scaled(u.dtype.type(1) / u.dtype.type(beta))
     with np.errstate(over="ignore"):
         result = float(temperature)
     if not 0 < result < np.inf:  # longdouble logits beyond the float64 range

@@ -57,7 +57,6 @@ PENDING: dict[str, set[str]] = {
         "book/training",
         "book/why_cross_entropy",
         "book/calibration",
-        "book/in_practice",
         "book/streaming",
     },
     "words": {"book/why_cross_entropy"},
