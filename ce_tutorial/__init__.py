@@ -15,6 +15,8 @@ the offending value.
 - helpers: :func:`one_hot`, :func:`entropy`, :func:`kl_divergence`;
 - calibration: :func:`expected_calibration_error`, :func:`reliability_curve`,
   :func:`classwise_calibration_error`, :func:`fit_temperature`;
+- distillation and contrastive learning: :func:`distillation_loss`,
+  :func:`distillation_grad`, :func:`info_nce`;
 - data: :func:`load_digits_split`, the digits split the chapters train on
   (needs scikit-learn, imported on call);
 - the fused language-model head: :func:`linear_cross_entropy`, the loss of
@@ -36,7 +38,9 @@ from ._calibration import (
     fit_temperature,
     reliability_curve,
 )
+from ._contrastive import info_nce
 from ._datasets import load_digits_split
+from ._distillation import distillation_grad, distillation_loss
 from ._fused import linear_cross_entropy
 from ._information import entropy, kl_divergence
 from ._losses import (
@@ -60,10 +64,13 @@ __all__ = [
     "cross_entropy",
     "cross_entropy_from_logits",
     "cross_entropy_grad",
+    "distillation_grad",
+    "distillation_loss",
     "entropy",
     "expected_calibration_error",
     "fit_temperature",
     "get_num_threads",
+    "info_nce",
     "kl_divergence",
     "likelihood",
     "linear_cross_entropy",
