@@ -87,6 +87,9 @@ def _text(value: str | list[str]) -> str:
     return value if isinstance(value, str) else "".join(value)
 
 
+_VEGA_LITE = "https://vega.github.io/schema/vega-lite/"
+
+
 def read_page(path: Path) -> tuple[str, str]:
     """Return the page's prose and the text of its code (sources and outputs)."""
     if path.suffix == ".md":
@@ -106,7 +109,10 @@ def read_page(path: Path) -> tuple[str, str]:
                 if "text" in output:
                     code.append(_text(output["text"]))
                 for mime, data in output.get("data", {}).items():
-                    if mime.startswith("text/"):
+                    # An interactive chart's HTML embeds thousands of numbers,
+                    # its precomputed states, which would "support" almost any
+                    # number in the prose: a chart supports nothing.
+                    if mime.startswith("text/") and _VEGA_LITE not in _text(data):
                         code.append(_text(data))
     return "\n\n".join(prose), "\n".join(code)
 

@@ -6,7 +6,8 @@ The visits themselves, and what they record, are in ``reader.py``.
 Environment variables
 ---------------------
 CE_TUTORIAL_REQUIRE_BROWSER=1
-    Fail, instead of skip, when Chromium or the MathJax copy is missing.
+    Fail, instead of skip, when Chromium or the MathJax or Vega copies are
+    missing.
     ``.ci/run`` sets it, so CI always runs the browser tests.
 CE_TUTORIAL_BOOK_OUTPUT=DIR
     Test (and if stale, build) ``DIR/_build/html``, as
@@ -30,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from .reader import CHROMIUM, CHROMIUM_ARGS, HERE, MATHJAX_LOCAL, Site
+from .reader import CHROMIUM, CHROMIUM_ARGS, HERE, MATHJAX_LOCAL, VEGA_PACKAGES, Site
 
 REPO = HERE.parents[1]
 REQUIRE_ENV = "CE_TUTORIAL_REQUIRE_BROWSER"
@@ -62,13 +63,22 @@ def _newest_mtime(paths: list[Path]) -> tuple[float, Path | None]:
 
 
 def _require_browser() -> None:
-    """Skip (or, in CI, fail) when the browser or the MathJax copy is missing."""
+    """Skip (or, in CI, fail) when the browser or the MathJax or Vega copies
+    are missing."""
     missing = []
     if not os.access(CHROMIUM, os.X_OK):
         missing.append(f"Chromium at {CHROMIUM} (apt-get install chromium)")
     if not (MATHJAX_LOCAL / "es5" / "tex-mml-chtml.js").is_file():
         missing.append(
             f"MathJax 3 in {MATHJAX_LOCAL.relative_to(REPO)} "
+            f"(npm ci --prefix {HERE.relative_to(REPO)})"
+        )
+    vega = [
+        name for name in VEGA_PACKAGES if not (HERE / "node_modules" / name).is_dir()
+    ]
+    if vega:
+        missing.append(
+            f"{', '.join(vega)} in {HERE.relative_to(REPO)}/node_modules "
             f"(npm ci --prefix {HERE.relative_to(REPO)})"
         )
     if not missing:

@@ -2,15 +2,20 @@
 every request routed and every check's raw data collected.
 
 Every request a page makes goes through one router: pages, styles and images
-come from the local server, MathJax's CDN is answered from the copy that
-``npm ci`` installs in ``tests/browser/node_modules``, and anything else is
-refused and recorded, so a page that needs the internet fails its test.
+come from the local server, MathJax's CDN and the CDN of Vega, Vega-Lite and
+vega-embed (which the interactive figures load) are answered from the copies
+that ``npm ci`` installs in ``tests/browser/node_modules``, and anything else
+is refused and recorded, so a page that needs the internet fails its test.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -24,6 +29,92 @@ MATHJAX_LOCAL = HERE / "node_modules" / "mathjax"
 # https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js); its fonts and
 # lazily loaded TeX extensions live under the same prefix.
 MATHJAX_CDN = "https://cdn.jsdelivr.net/npm/mathjax@3/"
+
+# Altair's chart HTML loads vega@6, vega-lite@<exact version> and vega-embed@7
+# from jsDelivr (for example ``.../npm/vega-lite@6.4.1?noext``). jsDelivr
+# answers a bare package URL with the file its package.json names in
+# ``jsdelivr``; the router does the same from node_modules, and only when the
+# local copy's version matches what the page asked for.
+NPM_CDN = "https://cdn.jsdelivr.net/npm/"
+VEGA_PACKAGES = ("vega", "vega-lite", "vega-embed")
+_NPM_URL = re.compile(r"(?P<name>[a-z-]+)@(?P<range>[\d.]+)(?P<path>/[^?#]*)?")
+
+
+def vega_package(url: str) -> re.Match[str] | None:
+    """The package, version range and path of a jsDelivr URL of a Vega package."""
+    if not url.startswith(NPM_CDN):
+        return None
+    match = _NPM_URL.fullmatch(unquote(urlsplit(url).path).removeprefix("/npm/"))
+    return match if match and match["name"] in VEGA_PACKAGES else None
+
+
+def local_npm_file(url: str) -> Path | None:
+    """The node_modules file that answers a jsDelivr URL of a Vega package,
+    or None if the URL names another package, a version we do not hold, or a
+    file outside the package."""
+    match = vega_package(url)
+    if match is None:
+        return None
+    root = HERE / "node_modules" / match["name"]
+    manifest = root / "package.json"
+    if not manifest.is_file():
+        return None
+    package = json.loads(manifest.read_text(encoding="utf-8"))
+    wanted, held = match["range"].split("."), package["version"].split(".")
+    if held[: len(wanted)] != wanted:  # "6" matches 6.4.0; "6.4.1" only 6.4.1
+        return None
+    path = (match["path"] or "").lstrip("/") or package["jsdelivr"]
+    local = (root / path).resolve()
+    return local if local.is_file() and local.is_relative_to(root) else None
+
+
+# Added to every page before its scripts run: when vega-embed defines the
+# global ``vegaEmbed``, wrap it so that every chart's Vega view (the API the
+# figure tests read the drawn data from) is kept in ``window.ceCharts``.
+CAPTURE_VIEWS_JS = """
+(() => {
+  window.ceCharts = [];
+  let embed;
+  Object.defineProperty(window, 'vegaEmbed', {
+    configurable: true,
+    get: () => embed,
+    set: (original) => {
+      embed = Object.assign((el, spec, options) => original(el, spec, options)
+        .then((result) => {
+          window.ceCharts.push({ el, view: result.view, spec });
+          return result;
+        }), original);
+    },
+  });
+})();
+"""
+
+# Waits until every chart on the page (Altair writes each as a div whose id
+# starts with altair-viz-) has been drawn by vega-embed, then describes each:
+# what it drew and how many bytes of data the page embedded for it.
+CHARTS_JS = r"""
+async () => {
+  const expected = document.querySelectorAll('div[id^="altair-viz-"]').length;
+  const deadline = Date.now() + 20000;
+  while (window.ceCharts.length < expected && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return {
+    expected,
+    charts: window.ceCharts.map(({ el, view, spec }) => {
+      const svg = el.querySelector('svg');
+      const canvas = el.querySelector('canvas');
+      return {
+        id: el.id,
+        svgMarks: svg ? svg.querySelectorAll('path, rect, line, text').length : 0,
+        canvas: canvas ? canvas.width * canvas.height : 0,
+        label: view.container()?.getAttribute('aria-label') ?? null,
+        dataBytes: JSON.stringify([spec.data ?? null, spec.datasets ?? null]).length,
+      };
+    }),
+  };
+}
+"""
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -182,6 +273,7 @@ class Visit:
     links: list[str] = field(default_factory=list)
     axe_violations: list[dict] = field(default_factory=list)
     overflow: dict = field(default_factory=dict)
+    charts: dict = field(default_factory=dict)
     # Console errors count while the reader's page runs, not while axe's
     # scripts (which fetch stylesheets themselves) inspect it.
     recording: bool = True
@@ -223,6 +315,13 @@ class Site:
         url = route.request.url
         if url.startswith(self.base_url):
             route.continue_()
+        elif vega_package(url):
+            local = local_npm_file(url)
+            if local is not None:
+                route.fulfill(path=local, content_type="text/javascript")
+            else:
+                visit.missing_local.append(url)
+                route.fulfill(status=404, body="not in the local Vega copies")
         elif url.startswith(MATHJAX_CDN):
             relative = unquote(urlsplit(url).path).removeprefix("/npm/mathjax@3/")
             local = (MATHJAX_LOCAL / relative).resolve()
@@ -238,6 +337,7 @@ class Site:
     def _open(self, visit: Visit):
         context = self.browser.new_context(**DEVICES[visit.device])
         context.route("**/*", lambda route: self._route(route, visit))
+        context.add_init_script(CAPTURE_VIEWS_JS)
         page = context.new_page()
         page.set_default_timeout(30_000)
 
@@ -255,6 +355,18 @@ class Site:
         response = page.goto(visit.url, wait_until="load")
         visit.status = response.status if response else None
         return context, page
+
+    @contextmanager
+    def open(self, docname: str, device: str = "desktop") -> Iterator[tuple]:
+        """A fresh window on a page whose charts have been drawn, for a test
+        that works the page's controls; yields the visit and the page."""
+        visit = Visit(docname, device, self.url(f"{docname}.html"))
+        context, page = self._open(visit)
+        try:
+            visit.charts = page.evaluate(CHARTS_JS)
+            yield visit, page
+        finally:
+            context.close()
 
     def visit(self, docname: str, device: str) -> Visit:
         """Load a page (once per device) and record everything the tests check."""
@@ -274,6 +386,7 @@ class Site:
         context, page = self._open(visit)
         try:
             visit.math = page.evaluate(MATH_JS)
+            visit.charts = page.evaluate(CHARTS_JS)
             if device == "desktop":
                 visit.images = page.evaluate(IMAGES_JS)
                 visit.links = page.evaluate(LINKS_JS)
