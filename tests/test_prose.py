@@ -62,7 +62,6 @@ PENDING: dict[str, set[str]] = {
         "book/why_cross_entropy",
         "book/calibration",
         "book/in_practice",
-        "book/streaming",
     },
     "words": {"book/why_cross_entropy"},
     "eps": {"book/training"},  # tests/test_notation.py
