@@ -69,6 +69,9 @@ WIDTH_PER_CHUNK_ROW = 8
 # the number of BLAS calls small, which matters when BLAS runs several
 # threads: each call ends with the threads waiting for each other.
 VOCAB_BLOCKS = 16
+# The scale of each row of the logits' gradient is applied to the chunk's
+# features (R x d) instead of the buffer (R x V) when V >= FOLD_WIDTH * d.
+FOLD_WIDTH = 16
 # With soft-capping, the capped logits are exponentiated in blocks of at most
 # 1/CAP_BLOCKS of a chunk's rows, into one scratch array of that size.
 CAP_BLOCKS = 16
@@ -98,6 +101,31 @@ def unshifted_limit(dtype: np.dtype) -> float:
     term lost to underflow is worth less than ``tiny * exp(limit)``.
     """
     return float(np.log(np.finfo(dtype).max)) / 4
+
+
+def bound_limit(dtype: np.dtype, vocab: int) -> float:
+    """How large a bound on every logit of a row may be for that row to need
+    neither its maximum nor a shift: ``V exp(limit)`` is finite in ``dtype``,
+    and ``V exp(limit) exp(unshifted_limit)`` in at least float64."""
+    log_v = float(np.log(vocab))
+    log_max = float(np.log(np.finfo(dtype).max))
+    log_wide = float(np.log(np.finfo(np.promote_types(dtype, np.float64)).max))
+    return min(log_max - log_v - 1, log_wide - log_v - unshifted_limit(dtype) - 1)
+
+
+def _row_bounds(h: np.ndarray, w: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+    r"""A bound on :math:`|z_{ij}|` for every row :math:`i`, by Cauchy-Schwarz:
+    :math:`\|\mathbf{h}^{(i)}\| \max_j \|\mathbf{w}_j\| + \max_j |b_j|`, with
+    room for the rounding of the products. Computed without a temporary of
+    the inputs' size; an overflow gives ``inf``, a bound no row passes."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        h_norm = np.sqrt(np.einsum("ij,ij->i", h, h))
+        w_norm = np.sqrt(np.einsum("ij,ij->i", w, w).max(initial=0))
+        room = 1 + 4 * (h.shape[1] + 2) * float(np.finfo(h.dtype).eps)
+        bound = (h_norm.astype(np.float64) * float(w_norm)) * room
+        if bias is not None:
+            bound += float(np.abs(bias).max(initial=0)) * room
+    return bound
 
 
 # --- checking the inputs ------------------------------------------------------
@@ -210,6 +238,8 @@ class _Head:
     scale: float  # dL / d(loss of a kept row): 1 / n_kept for the mean, else 1
     z_loss: float
     softcap: float | None
+    bounds: np.ndarray  # a bound on every |logit| of each row, see _row_bounds
+    w_max: float  # the largest |weight|
 
 
 def _prepare(
@@ -250,6 +280,7 @@ def _prepare(
     if reduction == "mean":
         check_mean_batch(reduction, n)
         check_kept_rows(reduction, n_kept, ignore_index)
+    w_max = float(max(-w.min(initial=0), w.max(initial=0))) if w.size else 0.0
     return _Head(
         h=h,
         w=w,
@@ -263,6 +294,8 @@ def _prepare(
         scale=1.0 / n_kept if reduction == "mean" else 1.0,
         z_loss=z_loss,
         softcap=softcap,
+        bounds=_row_bounds(h, w, b),
+        w_max=w_max,
     )
 
 
@@ -381,15 +414,24 @@ def _chunk_forward(head: _Head, z: np.ndarray, start: int, stop: int, scratch) -
     local = np.flatnonzero(keep)
     picked = head.labels[start:stop][keep]
     cap = dtype.type(1 if head.softcap is None else head.softcap)
-    m = z.max(axis=1) * cap
     t_true = z[local, picked]
     true = t_true * cap
-    if not (np.isfinite(m).all() and np.isfinite(true).all()):
-        bad = ~np.isfinite(m)
-        bad[local] |= ~np.isfinite(true)
-        raise _overflow_error(head, start + int(np.argmax(bad)))
-    shift = _shifts(head, m, true, local)
-    shifted = bool(shift.any())
+    bound = head.bounds[start:stop].max(initial=0)
+    if (
+        head.softcap is None
+        and bound <= bound_limit(dtype, z.shape[1])
+        and not (true < -unshifted_limit(dtype)).any()
+    ):
+        # Every logit is known to be small: no maximum, no shift, no overflow.
+        shift, shifted = np.zeros(z.shape[0], dtype=dtype), False
+    else:
+        m = z.max(axis=1) * cap
+        if not (np.isfinite(m).all() and np.isfinite(true).all()):
+            bad = ~np.isfinite(m)
+            bad[local] |= ~np.isfinite(true)
+            raise _overflow_error(head, start + int(np.argmax(bad)))
+        shift = _shifts(head, m, true, local)
+        shifted = bool(shift.any())
     rest_all = _exp_rest(head, z, shift, shifted, (local, picked), scratch)
     with np.errstate(over="ignore", under="ignore"):
         t = true.astype(wide) - shift[local].astype(wide)
@@ -413,32 +455,48 @@ def _chunk_forward(head: _Head, z: np.ndarray, start: int, stop: int, scratch) -
     )
 
 
-def _chunk_backward(head: _Head, z: np.ndarray, rows: _Rows, scratch) -> None:
-    r"""Turn the chunk's buffer in place into :math:`G = \partial L / \partial Z`.
+def _chunk_backward(
+    head: _Head, z: np.ndarray, rows: _Rows, scratch
+) -> np.ndarray | None:
+    r"""Turn the chunk's buffer into :math:`G = \partial L / \partial Z`, or
+    into :math:`G` with its rows divided by ``coef``, which is then returned.
 
     Row :math:`i` of :math:`G` is :math:`c_i \bigl((1 + 2\lambda \,
     \mathrm{lse}_i) \operatorname{softmax}(\mathbf{z}^{(i)}) -
     \operatorname{onehot}(y^{(i)})\bigr)`, with :math:`c_i` the reduction's
-    scale (0 on skipped rows). Its true-class entry is computed as
-    :math:`c_i (2 \lambda \, \mathrm{lse}_i \, e_y - r) / S`, without the
-    cancellation of :math:`p_y - 1`. With soft-capping, every entry is then
-    multiplied by :math:`1 - t^2`, the derivative of :math:`c \tanh(u / c)`.
+    scale (0 on skipped rows). So row :math:`i` is a multiple,
+    ``coef[i]`` :math:`= c_i (1 + 2 \lambda \, \mathrm{lse}_i) / S_i`, of the
+    exponentials already in the buffer, except at the true class, whose entry
+    is computed as :math:`(2 \lambda \, \mathrm{lse}_i \, e_y - r) / (1 + 2
+    \lambda \, \mathrm{lse}_i)` times ``coef[i]``, without the cancellation of
+    :math:`p_y - 1`. That multiple is left to :func:`_accumulate`, which
+    applies it to matrices of :math:`d` columns instead of this one of
+    :math:`V` (a pass saved), unless a product with the unscaled rows could
+    overflow. With soft-capping, every entry is multiplied by :math:`1 - t^2`,
+    the derivative of :math:`c \tanh(u / c)`, here.
     """
     dtype = head.dtype
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):
         total = rows.e_true + rows.rest
-        factor = head.scale * (1 + 2 * head.z_loss * rows.lse)
+        factor = 1 + 2 * head.z_loss * rows.lse
         coef = np.zeros(z.shape[0], dtype=dtype)
-        coef[rows.local] = factor / total
-        g_true = head.scale * (2 * head.z_loss * rows.lse * rows.e_true - rows.rest)
-        g_true = (g_true / total).astype(dtype)
-    with np.errstate(over="ignore", invalid="ignore"):  # NaN checked at the end
-        if head.softcap is None:
-            z *= coef[:, None]
-        else:
+        coef[rows.local] = head.scale * factor / total
+        g_true = (2 * head.z_loss * rows.lse * rows.e_true - rows.rest) / factor
+        g_true = g_true.astype(dtype)
+        if head.softcap is not None:
             _capped_backward(head, z, rows, coef, scratch)
-            g_true *= 1 - rows.t_true * rows.t_true
-    z[rows.local, rows.picked] = g_true
+            g_true *= coef[rows.local] * (1 - rows.t_true * rows.t_true)
+            z[rows.local, rows.picked] = g_true
+            return None
+        z[rows.local, rows.picked] = g_true
+        # Folding needs a scaled copy of the chunk's features, R x d: only
+        # when that is small next to the buffer. Row i of the buffer sums to
+        # about S_i, so a product with W stays finite when S_i max|W| does.
+        small = FOLD_WIDTH * head.h.shape[1] <= z.shape[1]
+        if small and 4 * float(total.max(initial=0)) * head.w_max < np.finfo(dtype).max:
+            return coef
+        z *= coef[:, None]  # NaN, if any, is checked at the end
+    return None
 
 
 def _capped_backward(head, t, rows, coef, scratch) -> None:
@@ -464,18 +522,27 @@ class _Grads:
     partial: np.ndarray
 
 
-def _accumulate(head: _Head, g: np.ndarray, start: int, stop: int, grads) -> None:
+def _accumulate(
+    head: _Head, g: np.ndarray, start: int, stop: int, grads, coef=None
+) -> None:
     r"""Add the chunk's share, :math:`G_g W` and :math:`G_g^\top \Phi_g`.
 
     :math:`G_g W` is written straight into its rows of ``grad_features``.
     :math:`G_g^\top \Phi_g` is added into ``grad_weight`` one slice of
     vocabulary rows at a time (the first chunk writes it directly), so that no
     :math:`V \times d` temporary is made. The bias's gradient gains the
-    column sums of :math:`G_g`.
+    column sums of :math:`G_g`. If ``coef`` is given, :math:`G_g` is the
+    buffer ``g`` with row ``i`` multiplied by ``coef[i]``: the rows of
+    :math:`G_g W` are scaled after the product, and those of :math:`\Phi_g`
+    before the other.
     """
     hc = head.h[start:stop]
+    out = grads.h[start:stop]
     with np.errstate(over="ignore", invalid="ignore"):  # NaN checked at the end
-        np.matmul(g, head.w, out=grads.h[start:stop])
+        np.matmul(g, head.w, out=out)
+        if coef is not None:
+            out *= coef[:, None]
+            hc = hc * coef[:, None]
         step = grads.slice_rows
         for v in range(0, g.shape[1], step):
             if start == 0:
@@ -485,7 +552,7 @@ def _accumulate(head: _Head, g: np.ndarray, start: int, stop: int, grads) -> Non
             np.matmul(g[:, v : v + step].T, hc, out=block)
             grads.w[v : v + step] += block
         if grads.bias is not None:
-            grads.bias += np.add.reduce(g, axis=0)
+            grads.bias += np.add.reduce(g, axis=0) if coef is None else coef @ g
 
 
 class _Total:
@@ -812,8 +879,8 @@ def linear_cross_entropy(
             with np.errstate(over="ignore"):
                 losses[start:stop][found.local] = found.losses
         if grads is not None:
-            _chunk_backward(head, z, found, scratch)
-            _accumulate(head, z, start, stop, grads)
+            coef = _chunk_backward(head, z, found, scratch)
+            _accumulate(head, z, start, stop, grads, coef)
     if reduction == "none":
         return losses
     loss = total.reduce(head)

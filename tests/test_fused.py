@@ -735,3 +735,34 @@ def test_losses_match_mpmath_to_a_few_ulps(scale, shift):
         assert error <= bound, (i, losses[i], ref)
         if ref < 1e-3:  # relative to the loss itself, however small
             assert abs(losses[i] - float(ref)) <= 4 * np.finfo(float).eps * float(ref)
+
+
+@pytest.mark.parametrize("fold_width", [1, 10**9], ids=["fold", "no-fold"])
+@pytest.mark.parametrize("bias", [False, True], ids=["no-bias", "bias"])
+def test_scaling_the_rows_before_or_after_the_products_agrees(
+    fold_width, bias, monkeypatch, small_chunks
+):
+    # The row scale of G is applied to the features (fold) or to the buffer.
+    monkeypatch.setattr(fused, "FOLD_WIDTH", fold_width)
+    h, w, y = problem(scale=1.5)
+    y[::5] = IGNORE
+    kwargs = with_options(30, bias, 0.05, None)
+    want = unfused(h, w, y, "mean", IGNORE, **kwargs)
+    found = linear_cross_entropy(h, w, y, "mean", IGNORE, True, **kwargs)
+    for ours, theirs in zip(found, want, strict=False):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("scale", [0.5, 200.0], ids=["bounded", "maxima-needed"])
+def test_rows_with_or_without_their_maxima_agree(scale):
+    # Small logits are exponentiated as they are (their Cauchy-Schwarz bound
+    # is small); large ones are shifted by their maxima. Both match float64.
+    h, w, y = problem(n=30, d=4, v=50, seed=4, scale=scale)
+    bounds = fused._row_bounds(h, w, None)
+    small = bounds.max() <= fused.bound_limit(np.dtype(np.float64), 50)
+    assert small == (scale < 1)
+    want = unfused(h, w, y, "sum")
+    found = linear_cross_entropy(h, w, y, "sum", return_grad=True)
+    assert found[0] == pytest.approx(want[0], rel=1e-13)
+    for ours, theirs in zip(found[1:], want[1:3], strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-11, atol=1e-12)
