@@ -88,6 +88,36 @@ def torch_loss(logits: np.ndarray, y: np.ndarray) -> float:
     return float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(y)))
 
 
+def load_package(path: str, name: str = "ce_tutorial_baseline"):
+    """Import the ``ce_tutorial`` package of another checkout under ``name``.
+
+    ``path`` is the checkout's root (the folder holding ``ce_tutorial/``), e.g.
+    ``git archive main | tar -x -C /tmp/main`` gives ``/tmp/main``. Both
+    versions then run side by side in one process, on the same arrays.
+    """
+    import importlib.util
+
+    init = os.path.join(path, "ce_tutorial", "__init__.py")
+    spec = importlib.util.spec_from_file_location(
+        name, init, submodule_search_locations=[os.path.dirname(init)]
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def baseline_contender(path: str) -> Contender:
+    """The mean loss of the ``ce_tutorial`` checked out at ``path``."""
+    package = load_package(path)
+
+    def baseline_loss(logits: np.ndarray, y: np.ndarray) -> float:
+        loss = package.cross_entropy_from_logits(logits, y, reduction="mean")
+        return float(loss)
+
+    return baseline_loss
+
+
 def contenders() -> dict[str, Contender]:
     """Every contender available here, ce_tutorial first."""
     found = {
@@ -116,12 +146,17 @@ def make_data(
 
 def set_threads(mode: str) -> None:
     """``"1"``: one thread on every side; ``"default"``: each library's default."""
+    packages = [ce_tutorial]
+    if "ce_tutorial_baseline" in sys.modules:  # --compare-with
+        packages.append(sys.modules["ce_tutorial_baseline"])
     if mode == "1":
-        ce_tutorial.set_num_threads(1)
+        for package in packages:
+            package.set_num_threads(1)
         if torch is not None:
             torch.set_num_threads(1)
     else:
-        ce_tutorial.set_num_threads(None)
+        for package in packages:
+            package.set_num_threads(None)
         if torch is not None:
             torch.set_num_threads(_TORCH_DEFAULT_THREADS)
 
@@ -357,13 +392,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--plot", default="benchmarks/results.png")
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument(
+        "--compare-with",
+        metavar="PATH",
+        help="also time the ce_tutorial of the checkout at PATH, as 'baseline'",
+    )
     args = parser.parse_args(argv)
+    fns = contenders()
+    if args.compare_with:
+        fns = {"ce_tutorial": fns.pop("ce_tutorial")}
+        fns["baseline"] = baseline_contender(args.compare_with)
+        if torch is not None:
+            fns["torch"] = torch_loss
     modes = ["1", "default"] if args.threads == "both" else [args.threads]
     print(describe_machine())
     results = []
     for mode in modes:
         for n, c, dtype in args.shapes:
-            rows = run_shape(n, c, dtype, args.repeats, mode, memory=not args.no_memory)
+            rows = run_shape(
+                n, c, dtype, args.repeats, mode, fns, memory=not args.no_memory
+            )
             results.append(rows)
             print()
             print(format_table(rows), flush=True)

@@ -14,7 +14,9 @@ the offending value.
   :func:`binary_cross_entropy_grad`;
 - helpers: :func:`one_hot`, :func:`entropy`, :func:`kl_divergence`;
 - calibration: :func:`expected_calibration_error`, :func:`reliability_curve`,
-  :func:`fit_temperature`;
+  :func:`classwise_calibration_error`, :func:`fit_temperature`;
+- distillation and contrastive learning: :func:`distillation_loss`,
+  :func:`distillation_grad`, :func:`info_nce`;
 - data: :func:`load_digits_split`, the digits split the chapters train on
   (needs scikit-learn, imported on call);
 - the fused language-model head: :func:`linear_cross_entropy`, the loss of
@@ -31,11 +33,14 @@ from ._binary import (
     sigmoid,
 )
 from ._calibration import (
+    classwise_calibration_error,
     expected_calibration_error,
     fit_temperature,
     reliability_curve,
 )
+from ._contrastive import info_nce
 from ._datasets import load_digits_split
+from ._distillation import distillation_grad, distillation_loss
 from ._fused import linear_cross_entropy
 from ._information import entropy, kl_divergence
 from ._losses import (
@@ -55,13 +60,17 @@ __all__ = [
     "binary_cross_entropy",
     "binary_cross_entropy_from_logits",
     "binary_cross_entropy_grad",
+    "classwise_calibration_error",
     "cross_entropy",
     "cross_entropy_from_logits",
     "cross_entropy_grad",
+    "distillation_grad",
+    "distillation_loss",
     "entropy",
     "expected_calibration_error",
     "fit_temperature",
     "get_num_threads",
+    "info_nce",
     "kl_divergence",
     "likelihood",
     "linear_cross_entropy",

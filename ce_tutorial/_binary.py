@@ -15,6 +15,15 @@ have shape ``(N, K)``, and every entry is its own binary problem.
 Unlike the softmax losses, ``z = ±inf`` is allowed here: it is a certain
 prediction, which costs 0 when it agrees with the label and ``inf`` when it
 contradicts it.
+
+The arithmetic runs in at least float64, and in longdouble when a target or
+``pos_weight`` is longdouble, so that no input is rounded before it is used;
+which terms carry weight (``y > 0`` and ``pos_weight > 0``, ``y < 1``) is
+decided on the inputs as given. A target of 1e-4000 against a certain, wrong
+prediction costs ``inf``, however small, and a product such as
+``pos_weight * y = 1e-400`` is never rounded to 0 before it multiplies an
+infinite term. A result beyond the range of the output's dtype is ``inf``,
+and no overflow warning leaks, from casts or sums.
 """
 
 from __future__ import annotations
@@ -26,8 +35,11 @@ from ._validation import (
     as_array,
     check_mean_batch,
     check_reduction,
+    check_target_dtype,
     compute_dtype,
     format_index,
+    mean_of,
+    sum_of,
 )
 
 __all__ = [
@@ -49,59 +61,61 @@ def _raise_at_first(bad: np.ndarray, x: np.ndarray, name: str, why: str) -> None
     if np.any(bad):
         idx = np.unravel_index(int(np.argmax(bad)), np.shape(bad))
         where = format_index(idx) if idx else ""
-        raise ValueError(f"{name}{where} = {x[idx]} {why}")
+        raise ValueError(f"{name}{where} = {x[idx]!s} {why}")
 
 
-def _wide(dtype: np.dtype) -> np.dtype:
-    """The dtype the arithmetic runs in: at least float64."""
+def _wide(dtype: np.dtype, *others: np.ndarray | None) -> np.dtype:
+    """The dtype the arithmetic runs in: at least float64, and at least as
+    wide as every floating array of ``others`` (targets, ``pos_weight``), so
+    that no input is rounded before it is used: a longdouble target of
+    1e-4000 stays positive, a longdouble weight of 1e400 stays finite."""
+    for other in others:
+        if other is not None and other.dtype.kind == "f":
+            dtype = np.promote_types(dtype, other.dtype)
     return np.promote_types(dtype, np.float64)
 
 
 def _prepare_logits(z: npt.ArrayLike, name: str = "z") -> tuple[np.ndarray, np.dtype]:
-    """Return real logits without NaN, widened, and the dtype of the result."""
+    """Return real logits without NaN, as given, and the dtype of the result."""
     arr = as_array(z, name)
     dtype = compute_dtype(arr.dtype, name)
-    wide = arr.astype(_wide(dtype))  # a copy: the input is never modified
     _raise_at_first(
-        np.isnan(wide), arr, name, "is NaN; logits must be real numbers or ±inf"
+        np.isnan(arr), arr, name, "is NaN; logits must be real numbers or ±inf"
     )
-    return wide, dtype
+    return arr, dtype
+
+
+def _narrow(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``x`` cast to the result's ``dtype``; beyond its range is ``inf``, silently."""
+    with np.errstate(over="ignore"):
+        return x.astype(dtype)
 
 
 def _prepare_probabilities(
     y_hat: npt.ArrayLike, name: str = "y_hat"
 ) -> tuple[np.ndarray, np.dtype]:
-    """Return probabilities in [0, 1], widened, and the dtype of the result."""
+    """Return probabilities in [0, 1], as given, and the dtype of the result."""
     arr = as_array(y_hat, name)
     dtype = compute_dtype(arr.dtype, name)
-    wide = arr.astype(_wide(dtype))
     _raise_at_first(
-        ~((wide >= 0) & (wide <= 1)),
+        ~((arr >= 0) & (arr <= 1)),
         arr,
         name,
         "is not in [0, 1]; predicted probabilities must lie in [0, 1]",
     )
-    return wide, dtype
+    return arr, dtype
 
 
 def _prepare_targets(
-    y: npt.ArrayLike, shape: tuple[int, ...], wide: np.dtype, other: str
+    y: npt.ArrayLike, shape: tuple[int, ...], other: str
 ) -> np.ndarray:
-    """Check binary targets against predictions of ``shape``; return them widened.
+    """Check binary targets against predictions of ``shape``; return them as given.
 
     bool, integer 0/1 and floats in [0, 1] are accepted; NaN, anything outside
-    [0, 1] and non-real dtypes are not.
+    [0, 1] and non-real dtypes (timedelta included) are not.
     """
     arr = as_array(y, "y")
-    if not (
-        arr.dtype == np.bool_
-        or np.issubdtype(arr.dtype, np.integer)
-        or np.issubdtype(arr.dtype, np.floating)
-    ):
-        raise TypeError(
-            f"y must hold bool, integer 0/1 or float targets in [0, 1], "
-            f"got dtype {arr.dtype}"
-        )
+    check_target_dtype(arr, "y", "binary targets")
     if arr.shape != shape:
         raise ValueError(
             f"y has shape {arr.shape}, but {other} has shape {shape}; "
@@ -111,13 +125,13 @@ def _prepare_targets(
         _raise_at_first(
             ~((arr >= 0) & (arr <= 1)), arr, "y", f"is not in [0, 1]; {TARGET_RULE}"
         )
-    return arr.astype(wide)
+    return arr
 
 
 def _prepare_pos_weight(
-    pos_weight: npt.ArrayLike | None, shape: tuple[int, ...], wide: np.dtype
+    pos_weight: npt.ArrayLike | None, shape: tuple[int, ...]
 ) -> np.ndarray | None:
-    """Check ``pos_weight`` against logits of ``shape``; return it widened."""
+    """Check ``pos_weight`` against logits of ``shape``; return it as given."""
     if pos_weight is None:
         return None
     arr = as_array(pos_weight, "pos_weight")
@@ -140,32 +154,44 @@ def _prepare_pos_weight(
         "is not a finite, non-negative number; positive weights must be finite "
         "and >= 0",
     )
-    return arr.astype(wide)
+    return arr
 
 
 def _reduce(
     losses: np.ndarray, reduction: str, dtype: np.dtype
 ) -> np.ndarray | np.floating:
-    """Reduce elementwise ``losses`` (computed wide) over every entry; cast."""
-    if reduction == "none":
-        return losses.astype(dtype)[()]
-    check_mean_batch(reduction, losses.size)
-    total = losses.sum() if reduction == "sum" else losses.mean()
-    return dtype.type(total)
+    """Reduce elementwise ``losses`` (computed wide) over every entry; cast.
 
-
-def _weighted(weight: np.ndarray, value: np.ndarray) -> np.ndarray:
-    """``weight * value``, with 0 wherever ``weight`` is 0 (so ``0 * inf = 0``).
-
-    A target that puts no weight on an outcome is not charged for that
-    outcome's log-probability, even when it is ``-inf``: the convention
-    :math:`0 \\log 0 = 0` of the cross-entropy. ``value`` is never NaN, so
-    the only overflow left is a true one (a loss beyond the dtype's range),
-    whose correctly rounded value is ``inf``.
+    The sum and the mean are taken in the wide dtype, without overflow
+    before the division (:func:`mean_of`), and rounded once; a result
+    beyond the dtype's range is ``inf``, without a warning.
     """
-    out = np.zeros(np.broadcast_shapes(weight.shape, value.shape), value.dtype)
-    with np.errstate(over="ignore"):
-        np.multiply(weight, value, out=out, where=weight != 0)
+    if reduction == "none":
+        return _narrow(losses, dtype)[()]
+    check_mean_batch(reduction, losses.size)
+    flat = losses.reshape(-1)
+    total = sum_of(flat) if reduction == "sum" else mean_of(flat)
+    return _narrow(np.asarray(total), dtype)[()]
+
+
+def _weighted(mass: np.ndarray, value: np.ndarray, *weights: np.ndarray) -> np.ndarray:
+    """``value`` times every one of ``weights``, in order; 0 where not ``mass``.
+
+    ``mass`` says where all the weights are positive, decided on the inputs
+    as given: a target that puts no weight on an outcome is not charged for
+    that outcome's log-probability, even when it is ``-inf`` (the convention
+    :math:`0 \\log 0 = 0` of the cross-entropy), and one that does is, however
+    small its weight. The products are taken in ``value``'s dtype, which is
+    at least as wide as every weight (see :func:`_wide`), value first: a
+    product that overflows is beyond that range (``inf`` is its correctly
+    rounded value), and no weight is rounded to 0 before it multiplies an
+    infinite value. No warning leaks.
+    """
+    out = np.zeros(np.broadcast_shapes(mass.shape, value.shape), value.dtype)
+    with np.errstate(over="ignore", under="ignore"):
+        np.copyto(out, value, where=mass)
+        for w in weights:
+            np.multiply(out, w, out=out, where=mass)
     return out
 
 
@@ -187,9 +213,19 @@ def _sigmoid_wide(z: np.ndarray) -> np.ndarray:
     return np.where(z >= 0, 1 / (1 + e), e / (1 + e))
 
 
-def _positive_weight(y: np.ndarray, w: np.ndarray | None) -> np.ndarray:
-    """The weight of the positive term: ``y``, or ``pos_weight * y``."""
-    return y if w is None else w * y
+def _masses(
+    y: np.ndarray, w: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...]]:
+    """Where the positive and the negative terms carry weight, and the
+    positive term's weights: ``(y,)`` or ``(y, pos_weight)``.
+
+    Decided on ``y`` and ``w`` as given: ``y > 0`` (and ``w > 0``), and
+    ``y < 1``, so that a weight that a product would round to 0 still counts.
+    """
+    positive = y > 0
+    if w is not None:
+        positive = positive & (w > 0)
+    return positive, y < 1, (y,) if w is None else (y, w)
 
 
 # --- public functions -----------------------------------------------------------
@@ -244,8 +280,8 @@ def sigmoid(z: npt.ArrayLike) -> np.ndarray | np.floating:
     >>> sigmoid([-800.0, 800.0, np.inf])
     array([0., 1., 1.])
     """
-    wide, dtype = _prepare_logits(z)
-    return _sigmoid_wide(wide).astype(dtype)[()]
+    arr, dtype = _prepare_logits(z)
+    return _sigmoid_wide(arr.astype(_wide(dtype))).astype(dtype)[()]
 
 
 def log_sigmoid(z: npt.ArrayLike) -> np.ndarray | np.floating:
@@ -290,8 +326,8 @@ def log_sigmoid(z: npt.ArrayLike) -> np.ndarray | np.floating:
     >>> np.log(sigmoid(40.0))  # sigmoid(40) rounds to 1.0
     np.float64(0.0)
     """
-    wide, dtype = _prepare_logits(z)
-    _, softplus_neg = _softplus_pair(wide)
+    arr, dtype = _prepare_logits(z)
+    _, softplus_neg = _softplus_pair(arr.astype(_wide(dtype)))
     return (0.0 - softplus_neg).astype(dtype)[()]
 
 
@@ -355,12 +391,15 @@ def binary_cross_entropy(
     array([inf,  0.,  0.])
     """
     reduction = check_reduction(reduction)
-    p, dtype = _prepare_probabilities(y_hat)
-    t = _prepare_targets(y, p.shape, p.dtype, "y_hat")
+    arr, dtype = _prepare_probabilities(y_hat)
+    y = _prepare_targets(y, arr.shape, "y_hat")
+    wide = _wide(dtype, y)
+    p, t = arr.astype(wide), y.astype(wide)
     with np.errstate(divide="ignore"):  # log(0) = -inf is the honest answer
         neg_log_p = 0.0 - np.log(p)
         neg_log_not_p = 0.0 - np.log1p(-p)
-    losses = _weighted(t, neg_log_p) + _weighted(1 - t, neg_log_not_p)
+    losses = _weighted(y > 0, neg_log_p, t)
+    losses += _weighted(y < 1, neg_log_not_p, 1 - t)
     return _reduce(losses, reduction, dtype)
 
 
@@ -460,13 +499,26 @@ def binary_cross_entropy_from_logits(
            [0.6931, 2.0794]])
     """
     reduction = check_reduction(reduction)
-    wide, dtype = _prepare_logits(z)
-    t = _prepare_targets(y, wide.shape, wide.dtype, "z")
-    w = _prepare_pos_weight(pos_weight, wide.shape, wide.dtype)
-    softplus_pos, softplus_neg = _softplus_pair(wide)
-    losses = _weighted(_positive_weight(t, w), softplus_neg)
-    losses += _weighted(1 - t, softplus_pos)
+    zw, y, w, dtype = _prepare_logit_inputs(z, y, pos_weight)
+    positive, negative, weights = _masses(y, w)
+    softplus_pos, softplus_neg = _softplus_pair(zw)
+    wide = zw.dtype
+    losses = _weighted(positive, softplus_neg, *(x.astype(wide) for x in weights))
+    with np.errstate(over="ignore"):  # a sum beyond the range is inf
+        losses += _weighted(negative, softplus_pos, 1 - y.astype(wide))
     return _reduce(losses, reduction, dtype)
+
+
+def _prepare_logit_inputs(
+    z: npt.ArrayLike, y: npt.ArrayLike, pos_weight: npt.ArrayLike | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.dtype]:
+    """Validate; return the widened logits, ``y`` and ``pos_weight`` as
+    given, and the result's dtype. The wide dtype holds every input exactly
+    (see :func:`_wide`)."""
+    arr, dtype = _prepare_logits(z)
+    y = _prepare_targets(y, arr.shape, "z")
+    w = _prepare_pos_weight(pos_weight, arr.shape)
+    return arr.astype(_wide(dtype, y, w)), y, w, dtype
 
 
 def binary_cross_entropy_grad(
@@ -530,21 +582,23 @@ def binary_cross_entropy_grad(
     array([-4.24835426e-18])
     """
     reduction = check_reduction(reduction)
-    wide, dtype = _prepare_logits(z)
-    t = _prepare_targets(y, wide.shape, wide.dtype, "z")
-    w = _prepare_pos_weight(pos_weight, wide.shape, wide.dtype)
-    check_mean_batch(reduction, wide.size)
-    a = _positive_weight(t, w)
-    b = 1 - t
-    wrong = ((wide == np.inf) & (b > 0)) | ((wide == -np.inf) & (a > 0))
+    zw, y, w, dtype = _prepare_logit_inputs(z, y, pos_weight)
+    check_mean_batch(reduction, zw.size)
+    positive, negative, weights = _masses(y, w)
+    wrong = ((zw == np.inf) & negative) | ((zw == -np.inf) & positive)
     if np.any(wrong):
         idx = np.unravel_index(int(np.argmax(wrong)), wrong.shape)
         where = format_index(idx) if idx else ""
         raise ValueError(
-            f"z{where} = {wide[idx]} contradicts y{where} = {t[idx]}: "
+            f"z{where} = {zw[idx]!s} contradicts y{where} = {y[idx]!s}: "
             f"the loss is infinite and has no gradient"
         )
-    grad = b * _sigmoid_wide(wide) - a * _sigmoid_wide(-wide)
-    if reduction == "mean":
-        grad /= wide.size
-    return np.asarray(grad.astype(dtype))
+    wide = zw.dtype
+    grad = _weighted(negative, _sigmoid_wide(zw), 1 - y.astype(wide))
+    with np.errstate(over="ignore"):  # only a weight beyond the range overflows
+        grad -= _weighted(
+            positive, _sigmoid_wide(-zw), *(x.astype(wide) for x in weights)
+        )
+        if reduction == "mean":
+            grad /= zw.size
+    return np.asarray(_narrow(grad, dtype))

@@ -2,19 +2,26 @@
 
 - :func:`expected_calibration_error` and :func:`reliability_curve` compare the
   top-label confidence :math:`\\max_j \\hat{y}_j` of each prediction with how
-  often the prediction is correct, in ``n_bins`` equal-width bins;
+  often the prediction is correct, in ``n_bins`` equal-width bins; given a
+  1-D array of probabilities of the positive class and 0/1 labels, they
+  compare that probability with the fraction of positives instead, as
+  scikit-learn's ``calibration_curve`` and torchmetrics' binary calibration
+  error do;
+- :func:`classwise_calibration_error` bins every class's probability
+  :math:`\\hat{y}_k` in turn against the frequency of class :math:`k`, and
+  averages the C errors (Kull et al., 2019);
 - :func:`fit_temperature` fits the temperature :math:`T > 0` of temperature
   scaling, :math:`\\operatorname{softmax}(\\mathbf{z} / T)`, by minimising the
   mean negative log-likelihood.
 
-Binning convention (the same in both binned functions): with :math:`M` bins,
+Binning convention (the same in every binned function): with :math:`M` bins,
 bin :math:`B_m`, :math:`m = 0, \\dots, M - 1`, holds the confidences in
 :math:`(m / M, (m + 1) / M]`, closed on the right. The edges are the
 floating-point numbers ``np.arange(M + 1) / M`` in the dtype of the
 computation, so a confidence that equals one of them exactly belongs to the bin
-*below* it. A row that sums to 1 has a largest entry of at least
-:math:`1 / C`, so a confidence of exactly 0 cannot occur in valid input; if it
-did, it would be put in bin 0, so that the bins cover all of :math:`[0, 1]`.
+*below* it. A probability of exactly 0 (a class-wise or binary probability;
+never a top-label confidence, which is at least :math:`1 / C`) is put in bin
+0, so that the bins cover all of :math:`[0, 1]`.
 
 The edges are never stored: each confidence's bin is found from
 :math:`\\lceil c M \\rceil` and corrected by a step or two against the edges
@@ -41,12 +48,18 @@ from ._validation import (
     check_labels,
     check_matrix,
     check_probabilities,
+    check_target_dtype,
     compute_dtype,
     format_index,
     sum_tolerance,
 )
 
-__all__ = ["expected_calibration_error", "fit_temperature", "reliability_curve"]
+__all__ = [
+    "classwise_calibration_error",
+    "expected_calibration_error",
+    "fit_temperature",
+    "reliability_curve",
+]
 
 # fit_temperature stops when the bracket around 1/T is this narrow, relative to
 # 1/T: far inside the promised relative accuracy of 1e-8.
@@ -87,13 +100,95 @@ def _labels(y: npt.ArrayLike, n_samples: int, n_classes: int) -> np.ndarray:
             f"({n_samples},); target distributions are not accepted here, "
             f"got shape {labels.shape}"
         )
-    if labels.dtype == np.bool_ or not np.issubdtype(labels.dtype, np.integer):
-        raise TypeError(
-            f"y must hold integer class labels, got dtype {labels.dtype} "
-            f"(target distributions are not accepted here)"
-        )
+    check_target_dtype(
+        labels, "y", "labels", " (target distributions are not accepted here)"
+    )
     check_labels(labels, n_samples, n_classes, "y")
     return labels
+
+
+def _binary_labels(y: npt.ArrayLike, n_samples: int) -> np.ndarray:
+    """``y`` as 0/1 labels (bool or integer) of shape (n_samples,), as bool."""
+    labels = as_labels(y, "y")
+    check_target_dtype(labels, "y", "binary labels")
+    if labels.shape != (n_samples,):
+        raise ValueError(
+            f"y has shape {labels.shape}, but y_hat holds {n_samples} "
+            f"probabilities: expected shape ({n_samples},)"
+        )
+    bad = (labels != 0) & (labels != 1)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(
+            f"y[{i}] = {labels[i]} is not a 0/1 label; with a 1-D y_hat (the "
+            f"probability of the positive class), y must be 0 or 1"
+        )
+    return labels == 1
+
+
+def _prepare_binned(
+    y_hat: npt.ArrayLike, y: npt.ArrayLike, n_bins: object
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Validate; return each example's confidence, its outcome, and ``M``.
+
+    A 2-D ``y_hat`` gives the top-label confidence and whether the top label
+    is right; a 1-D one gives the probability of the positive class and
+    whether the label is 1.
+    """
+    m_bins = _check_n_bins(n_bins)
+    p = as_array(y_hat, "y_hat")
+    dtype = compute_dtype(p.dtype, "y_hat")
+    if p.ndim == 1:
+        p = p.astype(dtype, copy=False)
+        _check_unit_interval(p, "y_hat")
+        outcome = _binary_labels(y, p.shape[0])
+        _check_bins_fit(m_bins, dtype)
+        return p, outcome, m_bins
+    p, labels = _probabilities_and_labels(p, y)
+    _check_bins_fit(m_bins, dtype)
+    predicted = p.argmax(axis=1)  # ties: the first largest class, as np.argmax
+    confidence = p[np.arange(p.shape[0]), predicted]
+    return confidence, predicted == labels, m_bins
+
+
+def _probabilities_and_labels(
+    p: np.ndarray, y: npt.ArrayLike, *, binary_ok: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """Validate an ``(N, C)`` array of distributions and its labels.
+
+    ``binary_ok`` says whether the caller also takes a 1-D ``y_hat``, for
+    the message of a ``y_hat`` of the wrong number of dimensions.
+    """
+    if p.ndim != 2 and binary_ok:
+        raise ValueError(
+            f"y_hat must be 1-D (the probability of the positive class) or 2-D, "
+            f"of shape (n_samples, n_classes), got shape {p.shape}"
+        )
+    check_matrix(p, "y_hat")
+    tol = sum_tolerance(p.dtype, p.shape[1])
+    p = p.astype(compute_dtype(p.dtype, "y_hat"), copy=False)
+    check_probabilities(p, "y_hat", tol)
+    return p, _labels(y, p.shape[0], p.shape[1])
+
+
+def _check_unit_interval(p: np.ndarray, name: str) -> None:
+    """Every entry of the floating array ``p`` is a number in [0, 1]."""
+    bad = ~((p >= 0) & (p <= 1))  # True for NaN
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(
+            f"{name}[{i}] = {p[i]!s} is not in [0, 1]; a 1-D {name} holds the "
+            f"probability of the positive class"
+        )
+
+
+def _check_bins_fit(m_bins: int, dtype: np.dtype) -> None:
+    """``M`` must convert to a finite number in the dtype of the edges."""
+    if m_bins > int(np.finfo(dtype).max):
+        raise ValueError(
+            f"n_bins = {m_bins} is too large: the bin edges m / n_bins are "
+            f"computed in {dtype}, whose largest number is {np.finfo(dtype).max!s}"
+        )
 
 
 def _bin_ends(confidence: np.ndarray, m_bins: int) -> np.ndarray:
@@ -132,32 +227,15 @@ def _bin_ends(confidence: np.ndarray, m_bins: int) -> np.ndarray:
     return x
 
 
-def _binned(
-    y_hat: npt.ArrayLike, y: npt.ArrayLike, n_bins: object
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
-    """Validate; per occupied bin: m + 1, confidence and correctness sums, count.
+def _bin_sums(
+    confidence: np.ndarray, outcome: np.ndarray, m_bins: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per occupied bin: m + 1, the sums of confidence and outcome, the count.
 
     The sums accumulate in float64 (longdouble for longdouble input), in
-    example order, and are rounded to the dtype of the computation.
+    example order, and are rounded to the dtype of ``confidence``.
     """
-    m_bins = _check_n_bins(n_bins)
-    p = as_array(y_hat, "y_hat")
-    dtype = compute_dtype(p.dtype, "y_hat")
-    check_matrix(p, "y_hat")
-    tol = sum_tolerance(p.dtype)
-    p = p.astype(dtype, copy=False)
-    check_probabilities(p, "y_hat", tol)
-    labels = _labels(y, p.shape[0], p.shape[1])
-    if m_bins > int(np.finfo(dtype).max):
-        raise ValueError(
-            f"n_bins = {m_bins} is too large: the bin edges m / n_bins are "
-            f"computed in {dtype}, whose largest number is {np.finfo(dtype).max!s}"
-        )
-
-    n = p.shape[0]
-    predicted = p.argmax(axis=1)  # ties: the first largest class, as np.argmax
-    confidence = p[np.arange(n), predicted]
-    correct = predicted == labels
+    dtype = confidence.dtype
     ends, inverse = np.unique(_bin_ends(confidence, m_bins), return_inverse=True)
     counts = np.bincount(inverse, minlength=ends.size)
     # np.add.at adds in example order, as np.bincount(weights=...) did, and
@@ -166,8 +244,33 @@ def _binned(
     conf_sum = np.zeros(ends.size, acc_dtype)
     np.add.at(conf_sum, inverse, confidence.astype(acc_dtype))
     acc_sum = np.zeros(ends.size, acc_dtype)
-    np.add.at(acc_sum, inverse, correct.astype(acc_dtype))
-    return ends, conf_sum.astype(dtype), acc_sum.astype(dtype), counts, n
+    np.add.at(acc_sum, inverse, outcome.astype(acc_dtype))
+    return ends, conf_sum.astype(dtype), acc_sum.astype(dtype), counts
+
+
+def _binned(
+    y_hat: npt.ArrayLike, y: npt.ArrayLike, n_bins: object
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """Validate; per occupied bin: m + 1, confidence and outcome sums, count."""
+    confidence, outcome, m_bins = _prepare_binned(y_hat, y, n_bins)
+    return *_bin_sums(confidence, outcome, m_bins), confidence.shape[0]
+
+
+def _weighted_gap(
+    ends: np.ndarray, conf_sum: np.ndarray, acc_sum: np.ndarray, m_bins: int, n: int
+) -> float:
+    """``sum_m |acc_sum_m - conf_sum_m| / n``: the ECE of one set of bins."""
+    gaps = np.abs(acc_sum - conf_sum)
+    if m_bins <= max(n, _DENSE_SUM_BINS):
+        dense = np.zeros(m_bins, gaps.dtype)
+        dense[ends.astype(np.intp) - 1] = gaps
+        gaps = dense
+    return float(gaps.sum() / n)
+
+
+def _refuse_empty(n: int, what: str) -> None:
+    if n == 0:
+        raise ValueError(f"the {what} is undefined for an empty batch (0 samples)")
 
 
 def reliability_curve(
@@ -180,10 +283,13 @@ def reliability_curve(
 
     Parameters
     ----------
-    y_hat : array_like of shape (n_samples, n_classes)
-        Predicted probabilities; every row must be a distribution.
+    y_hat : array_like of shape (n_samples, n_classes), or (n_samples,)
+        Predicted probabilities; every row must be a distribution. A 1-D
+        array holds the probability of the positive class of a binary
+        problem, each in ``[0, 1]``.
     y : array_like of shape (n_samples,)
-        Integer class labels in ``[0, n_classes)``.
+        Integer class labels in ``[0, n_classes)``; for a 1-D ``y_hat``, 0/1
+        labels (integer or bool), 1 for the positive class.
     n_bins : int, default 15
         The number :math:`M` of equal-width bins on ``[0, 1]``.
 
@@ -191,10 +297,13 @@ def reliability_curve(
     -------
     confidence : ndarray of shape (n_nonempty,)
         The mean top-label confidence :math:`\\operatorname{conf}(B_m)` of each
-        non-empty bin, in increasing order of ``m``.
+        non-empty bin, in increasing order of ``m``; for a 1-D ``y_hat``, the
+        mean probability of the positive class (scikit-learn's
+        ``prob_pred``).
     accuracy : ndarray of shape (n_nonempty,)
         The fraction :math:`\\operatorname{acc}(B_m)` of the bin's predictions
-        that are correct.
+        that are correct; for a 1-D ``y_hat``, the fraction of the bin's
+        labels that are 1 (scikit-learn's ``prob_true``).
     count : ndarray of int of shape (n_nonempty,)
         :math:`|B_m|`, the number of examples in the bin (every entry >= 1).
 
@@ -205,17 +314,20 @@ def reliability_curve(
     Raises
     ------
     ValueError
-        If ``y_hat`` is not 2-D, holds a value outside ``[0, 1]`` or a row not
-        summing to 1, if ``y`` is not 1-D (target distributions are not
-        accepted), has the wrong length or a label out of range, or if
+        If ``y_hat`` is neither 1-D nor 2-D, holds a value outside ``[0, 1]``
+        or (2-D) a row not summing to 1, if ``y`` is not 1-D (target
+        distributions are not accepted), has the wrong length or a label out
+        of range (for a 1-D ``y_hat``, a label other than 0 and 1), or if
         ``n_bins < 1`` or ``n_bins`` is too large to convert to a finite
         number in the dtype of the computation.
     TypeError
-        If ``y_hat`` is not real, ``y`` not integer, or ``n_bins`` not an integer.
+        If ``y_hat`` is not real, ``y`` not integer (bool is accepted with a
+        1-D ``y_hat``), or ``n_bins`` not an integer.
 
     See Also
     --------
     expected_calibration_error : the weighted mean gap between the two curves.
+    sklearn.calibration.calibration_curve : the binary curve, ``strategy="uniform"``.
 
     Notes
     -----
@@ -232,6 +344,12 @@ def reliability_curve(
         \\operatorname{acc}(B_m) = \\frac{1}{|B_m|} \\sum_{i \\in B_m}
         [\\arg\\max_j \\hat{y}^{(i)}_j = y^{(i)}].
 
+    For a 1-D ``y_hat``, the binned value of example :math:`i` is
+    :math:`\\hat{y}^{(i)}` itself and its outcome is :math:`[y^{(i)} = 1]`:
+    the curve of the positive class's probability, whatever side of 1/2 it
+    is on. (The top-label curve of the same predictions, ``y_hat`` of shape
+    ``(N, 2)``, bins :math:`\\max(\\hat{y}, 1 - \\hat{y})` instead.)
+
     Examples
     --------
     >>> import numpy as np
@@ -242,6 +360,12 @@ def reliability_curve(
 
     The confidences 0.6 and 0.8 lie exactly on the edges 3/5 and 4/5, so they
     count in the bins below, (0.4, 0.6] and (0.6, 0.8].
+
+    The same predictions as probabilities of class 1: 0.1 and 0.2 share the
+    bin (0, 0.2], where one label in two is 1.
+
+    >>> reliability_curve(y_hat[:, 1], [0, 1, 1, 1], n_bins=5)
+    (array([0.15, 0.6 , 0.7 ]), array([0.5, 1. , 1. ]), array([2, 1, 1]))
     """
     _, conf_sum, acc_sum, counts, _ = _binned(y_hat, y, n_bins)
     n_kept = counts.astype(conf_sum.dtype)
@@ -255,14 +379,21 @@ def expected_calibration_error(
 
     The mean absolute gap between confidence and accuracy over ``n_bins``
     equal-width bins of the top-label confidence, each bin weighted by its
-    share of the examples (Guo et al., 2017).
+    share of the examples (Guo et al., 2017). For a 1-D ``y_hat`` of
+    probabilities of the positive class, the same gap between that
+    probability and the fraction of positives: the binary ECE of
+    torchmetrics, and the count-weighted gap of scikit-learn's
+    ``calibration_curve``.
 
     Parameters
     ----------
-    y_hat : array_like of shape (n_samples, n_classes)
-        Predicted probabilities; every row must be a distribution.
+    y_hat : array_like of shape (n_samples, n_classes), or (n_samples,)
+        Predicted probabilities; every row must be a distribution. A 1-D
+        array holds the probability of the positive class of a binary
+        problem, each in ``[0, 1]``.
     y : array_like of shape (n_samples,)
-        Integer class labels in ``[0, n_classes)``.
+        Integer class labels in ``[0, n_classes)``; for a 1-D ``y_hat``, 0/1
+        labels (integer or bool), 1 for the positive class.
     n_bins : int, default 15
         The number :math:`M` of equal-width bins on ``[0, 1]``.
 
@@ -275,17 +406,20 @@ def expected_calibration_error(
     ------
     ValueError
         If the batch is empty (the ECE is a mean over examples), if ``y_hat``
-        is not 2-D, holds a value outside ``[0, 1]`` or a row not summing to 1,
-        if ``y`` is not 1-D (target distributions are not accepted), has the
-        wrong length or a label out of range, or if ``n_bins < 1`` or
+        is neither 1-D nor 2-D, holds a value outside ``[0, 1]`` or (2-D) a
+        row not summing to 1, if ``y`` is not 1-D (target distributions are
+        not accepted), has the wrong length or a label out of range (for a
+        1-D ``y_hat``, a label other than 0 and 1), or if ``n_bins < 1`` or
         ``n_bins`` is too large to convert to a finite number in the dtype of
         the computation.
     TypeError
-        If ``y_hat`` is not real, ``y`` not integer, or ``n_bins`` not an integer.
+        If ``y_hat`` is not real, ``y`` not integer (bool is accepted with a
+        1-D ``y_hat``), or ``n_bins`` not an integer.
 
     See Also
     --------
     reliability_curve : the per-bin confidence, accuracy and count.
+    classwise_calibration_error : every class's probability, not the top one.
 
     Notes
     -----
@@ -305,6 +439,13 @@ def expected_calibration_error(
     :math:`M`, and it is not a proper scoring rule: a model that predicts the
     class frequencies for every input has an ECE near 0.
 
+    For a 1-D ``y_hat``, :math:`\\operatorname{conf}(B_m)` is the mean
+    probability of the positive class in the bin and
+    :math:`\\operatorname{acc}(B_m)` the fraction of labels equal to 1 (see
+    :func:`reliability_curve`). The top-label ECE of the same predictions as
+    an ``(N, 2)`` array pools :math:`\\hat{y}` and :math:`1 - \\hat{y}` in
+    one bin, and can hide a miscalibration that this one shows (Examples).
+
     References
     ----------
     Chuan Guo, Geoff Pleiss, Yu Sun and Kilian Q. Weinberger, "On Calibration
@@ -320,19 +461,119 @@ def expected_calibration_error(
     >>> y_hat = np.array([[0.9, 0.1], [0.9, 0.1], [0.4, 0.6], [0.4, 0.6]])
     >>> round(expected_calibration_error(y_hat, [0, 1, 1, 1], n_bins=10), 12)
     0.4
+
+    Binary predictions of 0.2 and 0.8, where the labels are 1 half the time
+    and every time: the positive class's probability is off by 0.3 and 0.2.
+    As top-label predictions, all four have confidence 0.8 and three are
+    right, which hides both gaps:
+
+    >>> p = np.array([0.2, 0.2, 0.8, 0.8])
+    >>> round(expected_calibration_error(p, [0, 1, 1, 1], n_bins=10), 12)
+    0.25
+    >>> top = np.column_stack([1 - p, p])
+    >>> round(expected_calibration_error(top, [0, 1, 1, 1], n_bins=10), 12)
+    0.05
     """
     ends, conf_sum, acc_sum, _, n = _binned(y_hat, y, n_bins)
-    if n == 0:
-        raise ValueError(
-            "the expected calibration error is undefined for an empty batch (0 samples)"
-        )
-    gaps = np.abs(acc_sum - conf_sum)
-    m_bins = int(n_bins)  # checked by _binned
-    if m_bins <= max(n, _DENSE_SUM_BINS):
-        dense = np.zeros(m_bins, gaps.dtype)
-        dense[ends.astype(np.intp) - 1] = gaps
-        gaps = dense
-    return float(gaps.sum() / n)
+    _refuse_empty(n, "expected calibration error")
+    return _weighted_gap(ends, conf_sum, acc_sum, int(n_bins), n)
+
+
+def classwise_calibration_error(
+    y_hat: npt.ArrayLike, y: npt.ArrayLike, n_bins: int = 15
+) -> float:
+    """The class-wise expected calibration error (Kull et al., 2019).
+
+    For each class :math:`k`, the probabilities :math:`\\hat{y}_k` of all
+    examples are binned as in :func:`expected_calibration_error` and compared,
+    bin by bin, with the fraction of the bin's examples whose label is
+    :math:`k`; the count-weighted mean gap is class :math:`k`'s error, and
+    the result is the mean of the :math:`C` errors. Unlike the top-label
+    ECE, it sees the probabilities a model gives to the classes it does not
+    predict.
+
+    Parameters
+    ----------
+    y_hat : array_like of shape (n_samples, n_classes)
+        Predicted probabilities; every row must be a distribution.
+    y : array_like of shape (n_samples,)
+        Integer class labels in ``[0, n_classes)``.
+    n_bins : int, default 15
+        The number :math:`M` of equal-width bins on ``[0, 1]``, the same for
+        every class.
+
+    Returns
+    -------
+    float
+        The class-wise ECE, in ``[0, 1]``.
+
+    Raises
+    ------
+    ValueError
+        If the batch is empty, if ``y_hat`` is not 2-D, holds a value outside
+        ``[0, 1]`` or a row not summing to 1, if ``y`` is not 1-D, has the
+        wrong length or a label out of range, or if ``n_bins < 1`` or
+        ``n_bins`` is too large to convert to a finite number in the dtype of
+        the computation.
+    TypeError
+        If ``y_hat`` is not real, ``y`` not integer, or ``n_bins`` not an integer.
+
+    See Also
+    --------
+    expected_calibration_error : the top-label (or binary) ECE.
+
+    Notes
+    -----
+    With :math:`B_{mk}` the examples whose :math:`\\hat{y}^{(i)}_k` lies in
+    bin :math:`m` (the bins and edges of the module docstring; a probability
+    of exactly 0 goes to bin 0), :math:`N` examples and :math:`C` classes,
+
+    .. math::
+
+        \\text{classwise-ECE} = \\frac{1}{C} \\sum_{k=0}^{C-1}
+        \\sum_{m=0}^{M-1} \\frac{|B_{mk}|}{N}
+        \\Bigl| \\frac{1}{|B_{mk}|} \\sum_{i \\in B_{mk}} [y^{(i)} = k]
+        - \\frac{1}{|B_{mk}|} \\sum_{i \\in B_{mk}} \\hat{y}^{(i)}_k \\Bigr|,
+
+    where empty bins contribute 0. Class :math:`k`'s term is the binary ECE
+    of :func:`expected_calibration_error` for the 1-D probabilities
+    ``y_hat[:, k]`` and the labels ``y == k``, computed in the same way.
+
+    References
+    ----------
+    Meelis Kull, Miquel Perello-Nieto, Markus Kängsepp, Telmo Silva Filho,
+    Hao Song and Peter Flach, "Beyond temperature scaling: Obtaining
+    well-calibrated multiclass probabilities with Dirichlet calibration",
+    NeurIPS 2019.
+
+    Examples
+    --------
+    Two examples of class 0 predicted as ``[0.6, 0.4, 0.0]`` and two of class 1
+    as ``[0.3, 0.7, 0.0]``. Class 0's probabilities are 0.6 (right every time)
+    and 0.3 (never right): gaps 0.4 and 0.3, each for half the examples, so
+    0.35; class 1's are the same by symmetry, 0.35, and class 2's are 0 and
+    never right, 0. The mean over three classes is 0.7 / 3:
+
+    >>> import numpy as np
+    >>> y_hat = np.array([[0.6, 0.4, 0.0]] * 2 + [[0.3, 0.7, 0.0]] * 2)
+    >>> y = [0, 0, 1, 1]
+    >>> round(classwise_calibration_error(y_hat, y, n_bins=10), 12)
+    0.233333333333
+    >>> round(expected_calibration_error(y_hat, y, n_bins=10), 12)
+    0.35
+    """
+    m_bins = _check_n_bins(n_bins)
+    p = as_array(y_hat, "y_hat")
+    compute_dtype(p.dtype, "y_hat")
+    p, labels = _probabilities_and_labels(p, y, binary_ok=False)
+    _check_bins_fit(m_bins, p.dtype)
+    n, c = p.shape
+    _refuse_empty(n, "class-wise calibration error")
+    errors = [
+        _weighted_gap(*_bin_sums(p[:, k], labels == k, m_bins)[:3], m_bins, n)
+        for k in range(c)
+    ]
+    return math.fsum(errors) / c
 
 
 def _prepare_fit(logits: npt.ArrayLike, y: npt.ArrayLike):
@@ -349,14 +590,21 @@ def _prepare_fit(logits: npt.ArrayLike, y: npt.ArrayLike):
     if bad.any():
         idx = np.unravel_index(int(np.argmax(bad)), z.shape)
         raise ValueError(
-            f"logits{format_index(idx)} = {z[idx]} is not finite; "
+            f"logits{format_index(idx)} = {z[idx]!s} is not finite; "
             f"fit_temperature needs finite logits (a -inf that masks a class "
             f"is not supported here either)"
         )
     # At least float64, whatever came in: T is returned to 1e-8.
     u = z.astype(np.promote_types(dtype, np.float64))
+    # z - max(z) overflows for logits of both signs beyond half the range
+    # (1e308 - (-1e308)): halve them first, which is exact (a subnormal may
+    # lose its last bit, nothing next to a difference this large), and
+    # return the power of two that T must be multiplied by.
+    halved = 0
+    if np.abs(u).max() > np.finfo(u.dtype).max / 2:
+        u, halved = np.ldexp(u, -1), 1
     u = u - u.max(axis=1, keepdims=True)  # <= 0; exact for rows of one scale
-    return u, labels
+    return u, labels, halved
 
 
 def _short(x: np.floating) -> str:
@@ -512,7 +760,7 @@ def fit_temperature(logits: npt.ArrayLike, y: npt.ArrayLike) -> float:
 error), so it has no finite minimiser: the true-class logits are on average \
 not above their rows' means (mean of z[y] - mean(z) = 0.0 <= 0)
     """
-    u, labels = _prepare_fit(logits, y)
+    u, labels, exponent = _prepare_fit(logits, y)
     informative = (u != 0).any(axis=1)
     if not informative.any():
         raise ValueError(
@@ -529,11 +777,19 @@ not above their rows' means (mean of z[y] - mean(z) = 0.0 <= 0)
     # Logits of extreme scale are scaled by a power of 2 so that max |u| is
     # in [0.5, 1), which keeps the squares and sums below finite; other logits
     # are left alone, since scaling down could round tiny differences to 0.
-    _, exponent = np.frexp(-u.min())
-    scale = u.dtype.type(1)  # in u's dtype: longdouble logits may pass 1e308
-    if not -_SCALE_EXPONENT < exponent < _SCALE_EXPONENT:
-        scale = np.ldexp(scale, int(exponent))
-        u = u / scale
+    # The scale is kept as a power of two, 2**exponent, and applied with
+    # ldexp: 2**1024, the scale of a largest difference of 2**1023, is
+    # beyond float64, while T itself may not be.
+    _, top = np.frexp(-u.min())
+    if not -_SCALE_EXPONENT < top < _SCALE_EXPONENT:
+        u = np.ldexp(u, -int(top))
+        exponent += int(top)
+
+    def scaled(x: float) -> np.floating:
+        """``x`` in the logits' own units: times 2**exponent."""
+        with np.errstate(over="ignore"):
+            return np.ldexp(u.dtype.type(x), exponent)
+
     u_true = u[np.arange(u.shape[0]), labels]
     if not u_true.any():  # differences below the float range were rounded to 0
         raise ValueError(
@@ -548,11 +804,11 @@ not above their rows' means (mean of z[y] - mean(z) = 0.0 <= 0)
     bound = 2 * (u.shape[1] + 4) * unit_roundoff * float(-u.min())
     if margin <= bound:
         if margin <= 0:
-            detail = f"mean of z[y] - mean(z) = {margin * scale!s} <= 0"
+            detail = f"mean of z[y] - mean(z) = {scaled(margin)!s} <= 0"
         else:
             detail = (
-                f"mean of z[y] - mean(z) = {_short(margin * scale)} is not above "
-                f"its rounding-error bound {_short(bound * scale)}"
+                f"mean of z[y] - mean(z) = {_short(scaled(margin))} is not above "
+                f"its rounding-error bound {_short(scaled(bound))}"
             )
         raise ValueError(
             "the mean NLL keeps falling as T -> inf (to within rounding error), "
@@ -598,7 +854,7 @@ not above their rows' means (mean of z[y] - mean(z) = 0.0 <= 0)
             lo = beta
         elif slope > 0:
             hi = beta
-    temperature = scale / u.dtype.type(beta)
+    temperature = scaled(u.dtype.type(1) / u.dtype.type(beta))
     with np.errstate(over="ignore"):
         result = float(temperature)
     if not 0 < result < np.inf:  # longdouble logits beyond the float64 range

@@ -30,7 +30,7 @@ def _distributions(p: npt.ArrayLike, name: str) -> tuple[np.ndarray, float]:
         raise ValueError(
             f"{name} must hold distributions along its last axis, got shape {arr.shape}"
         )
-    return arr.astype(dtype, copy=False), sum_tolerance(arr.dtype)
+    return arr.astype(dtype, copy=False), sum_tolerance(arr.dtype, arr.shape[-1])
 
 
 def _prepare_distributions(p: npt.ArrayLike, name: str) -> np.ndarray:
@@ -56,7 +56,8 @@ def entropy(p: npt.ArrayLike) -> np.ndarray | np.floating:
     ----------
     p : array_like of shape (..., n_classes)
         Probability distributions: finite, within [0, 1], summing to 1 along
-        the last axis within ``sqrt(eps)`` of the dtype.
+        the last axis within ``(32 + sqrt(n_classes))`` times the machine
+        epsilon of float32 (or of the dtype, if coarser).
 
     Returns
     -------

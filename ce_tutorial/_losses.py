@@ -9,7 +9,10 @@ Two families of functions, matching the two things a classifier may output:
   :func:`cross_entropy_grad`, the forms used to train models.
 
 Targets ``y`` are either integer class labels of shape ``(n_samples,)`` or
-target distributions of shape ``(n_samples, n_classes)``.
+target distributions of shape ``(n_samples, n_classes)``. The functions on
+logits also take PyTorch's options (``weight``, ``ignore_index``,
+``label_smoothing``) and inputs with more dimensions, the classes on axis 1;
+their targets are prepared by :mod:`ce_tutorial._targets`.
 """
 
 from __future__ import annotations
@@ -17,28 +20,25 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from ._softmax import prepare_logits, row_sums, shifted_log_sum, softmax
+from ._softmax import row_sums, shifted_log_sum, softmax
 from ._streaming import stream_rows
+from ._targets import LogitTargets, prepare_logit_targets, raise_in_row_order
 from ._validation import (
     as_array,
     as_labels,
-    check_distributions,
-    check_ignore_index,
-    check_kept_rows,
     check_label_dtype_and_shape,
     check_labels,
     check_matrix,
-    check_mean_batch,
     check_num_classes,
     check_one_hot_size,
     check_probabilities,
     check_reduction,
+    class_axis_index,
     compute_dtype,
     find_label_error,
     find_logit_error,
     find_value_error,
-    ignored_label,
-    ignored_rows,
+    format_index,
     raise_first,
     reduce,
     sum_tolerance,
@@ -64,7 +64,7 @@ def _probabilities(
     p = as_array(y_hat, name)
     dtype = compute_dtype(p.dtype, name)
     check_matrix(p, name)
-    return p.astype(dtype, copy=False), sum_tolerance(p.dtype)
+    return p.astype(dtype, copy=False), sum_tolerance(p.dtype, p.shape[1])
 
 
 def _prepare_probabilities(y_hat: npt.ArrayLike, name: str = "y_hat") -> np.ndarray:
@@ -80,11 +80,9 @@ def _prepare_targets(
     """Check ``y`` against predictions of ``shape``; return it as an array.
 
     1-D ``y`` are integer labels; their dtype and shape are checked here, and
-    their values too unless ``values`` is false (the caller then checks them
-    with :func:`_raise_in_row_order`). 2-D ``y`` are target distributions;
-    only their dtype and shape are checked here, their values by
-    :func:`_check_target_block` or :func:`find_value_error`, so that the
-    logits path can check them one block at a time.
+    their values too unless ``values`` is false (the caller then checks
+    them). 2-D ``y`` are target distributions; only their dtype and shape
+    are checked here, their values by the caller.
     """
     arr = as_labels(y, name)
     if arr.ndim == 1:
@@ -106,57 +104,10 @@ def _prepare_targets(
     )
 
 
-def _check_target_block(
-    q: np.ndarray, dtype: np.dtype, offset: int, name: str = "y"
-) -> np.ndarray:
-    """Validate rows of target distributions; return them in ``dtype``."""
-    check_distributions(q, name, sum_tolerance(q.dtype), offset)
-    return q.astype(dtype, copy=False)
-
-
 def _target_error(q: np.ndarray, offset: int = 0, name: str = "y"):
     """The first bad row of target distributions ``q``, as ``(row, error)``."""
-    return find_value_error(q, name, sum_tolerance(q.dtype), offset, upper=False)
-
-
-def _raise_in_row_order(z: np.ndarray, found, dtype: np.dtype) -> None:
-    """Raise the error of the earliest bad row: in ``logits`` or in ``found``.
-
-    ``found`` is ``(row, error)`` for the first bad target row, or None. A
-    bad logit in an earlier row (or the same row) is reported instead, so
-    that the error never depends on the order the arguments are checked in,
-    nor on how rows are cut into blocks and threads.
-    """
-    if found is None:
-        return
-    head = z[: found[0] + 1]
-    m = head.max(axis=1).astype(dtype, copy=False)  # NaN if the row has one
-    raise_first(find_logit_error(m, lambda i: f"logits[{i}]"), found)
-
-
-def _weighted_terms(
-    terms: np.ndarray, targets: np.ndarray, q: np.ndarray
-) -> np.ndarray:
-    """Multiply ``terms`` by target weights in place, ``0 * anything = 0``.
-
-    ``targets`` are the targets as given, ``q`` the same cast to the dtype of
-    ``terms``. Which entries carry mass is decided on ``targets``, before the
-    cast: a weight that the cast rounds to 0 (``1e-50`` in float32) still
-    makes an infinite term infinite, and its finite products are computed in
-    at least float64.
-    """
-    mass = targets > 0
-    terms[~mass] = 0.0  # 0 log 0 = 0, also where the term is infinite
-    with np.errstate(over="ignore"):  # a product beyond the dtype's range is inf
-        if targets.dtype.kind == "f" and targets.dtype.itemsize > q.dtype.itemsize:
-            lost = mass & (q == 0)
-            if lost.any():
-                wide = np.promote_types(targets.dtype, np.float64)
-                terms[lost] = targets[lost].astype(wide) * terms[lost].astype(wide)
-                np.multiply(terms, q, out=terms, where=~lost)
-                return terms
-        terms *= q
-    return terms
+    tol = sum_tolerance(q.dtype, q.shape[-1])
+    return find_value_error(q, name, tol, offset, upper=False)
 
 
 def _labels_only(y: npt.ArrayLike, n_samples: int, n_classes: int) -> np.ndarray:
@@ -169,32 +120,6 @@ def _labels_only(y: npt.ArrayLike, n_samples: int, n_classes: int) -> np.ndarray
         )
     check_label_dtype_and_shape(arr, n_samples)
     return arr
-
-
-def _refuse_ignore_with_distributions(
-    targets: np.ndarray, ignore_index: int | None
-) -> None:
-    """``ignore_index`` marks labels; target distributions have none to mark."""
-    if ignore_index is not None and targets.ndim != 1:
-        raise ValueError(
-            f"ignore_index = {ignore_index} applies to integer labels only, but "
-            f"y holds target distributions of shape {targets.shape}; to skip "
-            f"rows of target distributions, leave them out"
-        )
-
-
-def _kept_rows(targets: np.ndarray, ignore_index: int | None, reduction: str) -> int:
-    """The number of rows that ``ignore_index`` does not skip.
-
-    ``targets`` are valid integer labels or target distributions. Raises if
-    ``reduction="mean"`` would have no row to average over.
-    """
-    n = targets.shape[0]
-    check_mean_batch(reduction, n)
-    skip = None if ignore_index is None else ignored_rows(targets, ignore_index)
-    n_kept = n if skip is None else n - int(np.count_nonzero(skip))
-    check_kept_rows(reduction, n_kept, ignore_index)
-    return n_kept
 
 
 def _true_class_probabilities(y_hat: npt.ArrayLike, y: npt.ArrayLike) -> np.ndarray:
@@ -351,7 +276,10 @@ def cross_entropy(
     ----------
     y_hat : array_like of shape (n_samples, n_classes)
         Predicted probabilities: finite, within [0, 1], each row summing to 1
-        within ``sqrt(eps)`` of its dtype. Nothing is renormalised or clipped.
+        within ``(32 + sqrt(n_classes))`` times the machine epsilon of float32
+        (or of their dtype, if coarser): 4.2e-6 for 10 classes, so that
+        float32 probabilities converted to float64 pass, and a row off by
+        1e-4 does not. Nothing is renormalised or clipped.
     y : array_like of int, shape (n_samples,), or of shape (n_samples, n_classes)
         Integer class labels in ``0 <= y < n_classes`` (negative labels are an
         error, never an index from the end), or target distributions: finite,
@@ -413,8 +341,7 @@ def cross_entropy(
             losses = 0.0 - np.log(p[np.arange(p.shape[0]), targets])
         else:
             terms = 0.0 - np.log(p)
-            q = targets.astype(p.dtype, copy=False)
-            losses = _weighted_terms(terms, targets, q).sum(axis=1)
+            losses = _weighted_terms(terms, targets > 0, targets).sum(axis=1)
     return reduce(losses, reduction)
 
 
@@ -423,7 +350,9 @@ def cross_entropy_from_logits(
     y: npt.ArrayLike,
     reduction: str = "none",
     *,
+    weight: npt.ArrayLike | None = None,
     ignore_index: int | None = None,
+    label_smoothing: float = 0.0,
 ) -> np.ndarray | np.floating:
     r"""The cross-entropy loss computed stably from unnormalised scores.
 
@@ -433,62 +362,89 @@ def cross_entropy_from_logits(
         = (m_i - z_{i, y_i}) + \log \sum_j e^{z_{ij} - m_i},
         \qquad m_i = \max_j z_{ij},
 
-    and for target distributions :math:`q` it is
-    :math:`\sum_j q_{ij} (\operatorname{logsumexp}(z_i) - z_{ij})`.
+    and for target distributions :math:`p` it is
+    :math:`\sum_j p_{ij} (\operatorname{logsumexp}(z_i) - z_{ij})`. The
+    options are those of PyTorch's ``F.cross_entropy``, with its semantics.
 
     Parameters
     ----------
-    logits : array_like of shape (n_samples, n_classes)
-        Real-valued scores. ``-inf`` marks a masked class: it adds nothing to
-        the loss, unless it is the true class, which gives ``inf``. Integer
+    logits : array_like of shape (N, C) or (N, C, d1, ..., dK)
+        Real-valued scores, the classes on axis 1 as in PyTorch (a sequence
+        model's ``(N, C, S)``, a segmentation's ``(N, C, H, W)``). ``-inf``
+        marks a masked class: it adds nothing to the loss, unless it is the
+        true class (or carries target mass), which gives ``inf``. Integer
         logits compute in float64, float16 in float32.
-    y : array_like of int, shape (n_samples,), or of shape (n_samples, n_classes)
+    y : array_like of int of shape (N, d1, ..., dK), or of the shape of ``logits``
         Integer class labels in ``0 <= y < n_classes`` (or equal to
-        ``ignore_index``), or target distributions: finite, non-negative rows
-        summing to 1.
+        ``ignore_index``), or target distributions along axis 1: finite,
+        non-negative, summing to 1 (see :func:`cross_entropy` for the
+        tolerance).
     reduction : {"none", "mean", "sum"}, default="none"
-        Return the per-example losses, their mean, or their sum. With
-        ``ignore_index``, the mean is over the kept rows only.
+        Return the per-example losses (of shape ``(n_samples, d1, ..., dK)``),
+        their mean, or their sum. ``"mean"`` divides by the number of
+        positions :math:`M = N d_1 \cdots d_K`, except with labels: then by
+        the number of kept rows, or with ``weight`` by the sum of their
+        classes' weights (see Notes).
+    weight : array_like of shape (n_classes,), optional
+        A weight :math:`\omega_c \ge 0` for each class, finite. The loss of
+        a labelled example is multiplied by the weight of its class; a
+        target distribution's term for class :math:`c` by :math:`\omega_c`.
     ignore_index : int or None, default=None
         A label value that marks a row to skip, as in PyTorch's
         ``F.cross_entropy`` (whose default is -100): typically the padding
         positions of a batch of sequences. A skipped row's loss is 0.0 under
         ``"none"``, ``"sum"`` adds only the kept rows, and ``"mean"`` divides
-        by their number. Any integer is accepted; a class in range, such as
-        0, skips every row of that class. None (the default) skips nothing,
-        and a negative label is then an error. Integer labels only.
+        by their number (or their weights' sum). Any integer is accepted; a
+        class in range, such as 0, skips every row of that class. None (the
+        default) skips nothing, and a negative label is then an error.
+        Integer labels only.
+    label_smoothing : float in [0, 1], default=0.0
+        The smoothing amount :math:`\varepsilon`: the target becomes
+        :math:`(1 - \varepsilon)\,p_i + \varepsilon / C`, where :math:`p_i`
+        is the one-hot label or the target distribution.
 
     Returns
     -------
-    loss : ndarray of shape (n_samples,), or scalar
+    loss : ndarray of shape (n_samples, d1, ..., dK), or scalar
         In the compute dtype of ``logits`` (float32 in, float32 out).
 
     Raises
     ------
     TypeError
-        If labels are not integer, an input is not real-valued, or
+        If labels are not integer, an input is not real-valued,
         ``ignore_index`` is neither an integer nor None (``True`` and
-        ``-100.0`` are refused).
+        ``-100.0`` are refused), or ``label_smoothing`` is not a real number.
     ValueError
-        If ``logits`` is not 2-D, holds NaN or ``+inf``, or has a row that is
-        ``-inf`` everywhere (skipped rows included); if ``y`` or ``reduction``
-        breaks the rules above; if ``reduction="mean"`` meets an empty batch,
-        or a batch where every label equals ``ignore_index``; or if
-        ``ignore_index`` is given with target distributions.
+        If ``logits`` has fewer than two dimensions or no class, holds NaN or
+        ``+inf``, or has a row that is ``-inf`` everywhere (skipped rows
+        included); if ``y``, ``weight`` (negative, not finite, not of shape
+        ``(n_classes,)``), ``label_smoothing`` (outside [0, 1]) or
+        ``reduction`` breaks the rules above; if ``reduction="mean"`` meets
+        an empty batch, a batch where every label equals ``ignore_index``, or
+        kept rows whose classes' weights sum to 0; or if ``ignore_index`` is
+        given with target distributions.
 
     Notes
     -----
-    With ``ignore_index`` and :math:`\mathcal{R}` the set of kept rows
-    (those with :math:`y_i \ne` ``ignore_index``), the reductions are
+    **Weights, smoothing and the mean** follow PyTorch. Every loss is
+    :math:`\ell_i = \sum_c a_{ic} (\operatorname{logsumexp}(z_i) - z_{ic})`
+    with :math:`a_{ic} = \omega_c ((1 - \varepsilon) p_{ic} + \varepsilon /
+    C)`. With labels, and :math:`\mathcal{R}` the kept rows (those with
+    :math:`y_i \ne` ``ignore_index``),
 
     .. math:: L_{\text{sum}} = \sum_{i \in \mathcal{R}} \ell_i, \qquad
-        L_{\text{mean}} = \frac{1}{|\mathcal{R}|}
-        \sum_{i \in \mathcal{R}} \ell_i,
+        L_{\text{mean}} = \frac{\sum_{i \in \mathcal{R}} \ell_i}
+        {\sum_{i \in \mathcal{R}} \omega_{y_i}},
 
-    the same numbers as for the batch with the skipped rows left out (up to
-    the rounding of the sum's order). PyTorch returns ``nan`` for the mean
-    when :math:`\mathcal{R}` is empty; this function raises instead, since a
-    NaN loss only shows up later, as NaN weights.
+    a weighted average (without ``weight``, the mean over the kept rows).
+    With target distributions ``"mean"`` divides by :math:`M` instead,
+    whatever the weights: the two rules give different numbers for the
+    same weighted losses, as in PyTorch. PyTorch returns ``nan`` for a mean
+    with nothing to divide by; this function raises, since a NaN loss only
+    shows up later, as NaN weights. A class whose coefficient :math:`a_{ic}`
+    is 0 adds nothing, even where its logit is ``-inf`` (PyTorch gives NaN
+    for :math:`0 \cdot (-\infty)` there). PyTorch accepts negative class
+    weights; this function refuses them.
 
     A skipped row's logits are still validated: NaN, ``+inf`` or a row of
     ``-inf`` raises there too, naming the row. PyTorch's loss does not depend
@@ -500,10 +456,12 @@ def cross_entropy_from_logits(
     a negative one, which then skips nothing.
 
     The loss is computed one block of rows at a time, so the extra memory is a
-    small buffer, never a full ``log_softmax`` of the logits.
+    small buffer, never a full ``log_softmax`` of the logits. With more than
+    two dimensions, each block's rows are gathered from their strided
+    positions, so the class axis is never moved by copying the whole input.
 
-    For integer labels, each row is shifted by its own true-class logit rather
-    than by its maximum:
+    For integer labels without smoothing, each row is shifted by its own
+    true-class logit rather than by its maximum:
 
     .. math:: \ell_i = \log\Bigl(1 + e^{-z_{i y_i}} \sum_{j \ne y_i} e^{z_{ij}}\Bigr),
 
@@ -517,13 +475,16 @@ def cross_entropy_from_logits(
     class, are recomputed with the row maximum :math:`m_i` as the shift, as
     :math:`(m_i - z_{i y_i}) + \operatorname{logsumexp}(z_i - m_i)`: two
     non-negative terms, so nothing cancels. That route also validates them.
+    A class weight multiplies the loss afterwards, in at least float64.
 
-    For target distributions, every row takes the max-shifted route. Where
-    :math:`m_i - z_{ij}` alone would overflow (logits near the dtype's
-    largest value, of both signs), the row is recomputed in halves, so that a
-    finite loss is never returned as ``inf``. Which classes carry target mass
-    is decided before the targets are cast to the logits' dtype: a weight of
-    ``1e-50`` on a masked class gives ``inf`` in float32 too.
+    Target distributions, and labels with smoothing, take the max-shifted
+    route: :math:`\sum_c a_{ic} ((m_i - z_{ic}) + \log \sum_j e^{z_{ij} -
+    m_i})`, a sum of non-negative terms. Where :math:`m_i - z_{ic}` alone
+    would overflow (logits near the dtype's largest value, of both signs),
+    the row is recomputed in halves, so that a finite loss is never returned
+    as ``inf``. Which classes carry mass is decided before the coefficients
+    are cast to the logits' dtype: a weight of ``1e-50`` on a masked class
+    gives ``inf`` in float32 too.
 
     Errors name the earliest bad row of ``logits`` or ``y``, whatever the
     number of threads; on a tie, the logits'.
@@ -556,85 +517,166 @@ def cross_entropy_from_logits(
     ...     padded, [0, 2, -100], reduction="mean", ignore_index=-100
     ... ))
     1.4978661367769954
+
+    Class weights make the mean a weighted average; label smoothing moves
+    0.1 of the target mass to the uniform distribution:
+
+    >>> w = np.array([2.0, 1.0, 1.0])
+    >>> print(round(cross_entropy_from_logits(logits, [0, 2], "mean", weight=w), 8))
+    1.76610579
+    >>> cross_entropy_from_logits(logits, [0, 2], label_smoothing=0.1).round(8)
+    array([2.20623937, 0.74071773])
+
+    A sequence model's logits of shape ``(N, C, S)`` and labels ``(N, S)``:
+
+    >>> z = np.zeros((2, 3, 4))
+    >>> cross_entropy_from_logits(z, np.zeros((2, 4), dtype=int)).shape
+    (2, 4)
     """
     reduction = check_reduction(reduction)
-    ignore = check_ignore_index(ignore_index)
-    z, dtype, _ = prepare_logits(logits, -1)
-    check_matrix(z, "logits")
-    n, c = z.shape
-    targets = _prepare_targets(y, (n, c), values=False)
-    _refuse_ignore_with_distributions(targets, ignore)
-    if targets.ndim == 1:
-        found = find_label_error(targets, c, ignore_index=ignore)
-        _raise_in_row_order(z, found, dtype)
-        n_kept = _kept_rows(targets, ignore, reduction)
-        # The kernel finds the skipped rows block by block: no mask of N rows.
-        skip_label = ignored_label(targets.dtype, ignore) if n_kept < n else None
-        losses = _label_losses(z, targets, dtype, skip_label)
-        return reduce(losses, reduction, n_kept)
-    losses = np.empty(n, dtype=dtype)
+    t = prepare_logit_targets(
+        logits,
+        y,
+        reduction,
+        weight=weight,
+        ignore_index=ignore_index,
+        label_smoothing=label_smoothing,
+    )
+    if t.labels is not None and t.smoothing == 0.0:
+        losses = _label_losses(t)
+        if t.weight is not None:
+            _weigh_by_label(losses, t)
+    else:
+        losses = _coefficient_losses(t)
+    if reduction == "none":
+        return losses.reshape(t.lead)
+    return reduce(losses, reduction, t.divisor() if reduction == "mean" else None)
+
+
+def _weigh_by_label(losses: np.ndarray, t: LogitTargets) -> None:
+    """Multiply each kept row's loss by its class's weight, in place.
+
+    The products are taken in at least float64 and rounded once; a weight of
+    0 gives 0 even where the loss is ``inf`` (a masked true class).
+    """
+    step = 1 << 16
+    for a in range(0, t.n_rows, step):
+        b = min(a + step, t.n_rows)
+        labels = t.labels[a:b]
+        skip = t.skipped(a, b)
+        if skip is not None:
+            labels = np.where(skip, 0, labels)
+        w = t.weight[labels]
+        with np.errstate(over="ignore", invalid="ignore"):
+            product = losses[a:b].astype(w.dtype) * w
+        product[w == 0] = 0.0
+        if skip is not None:
+            product[skip] = 0.0
+        with np.errstate(over="ignore"):
+            losses[a:b] = product
+
+
+def _weighted_terms(
+    terms: np.ndarray, mass: np.ndarray, coef: np.ndarray
+) -> np.ndarray:
+    """Multiply ``terms`` by the coefficients ``coef`` in place; ``0 * inf = 0``.
+
+    ``terms`` are non-negative (``inf`` where a class is masked); ``mass``
+    says which coefficients are positive, decided before any cast or
+    product could round one to 0. Entries without mass become 0, even where
+    the term is infinite. Where the cast of ``coef`` to the dtype of
+    ``terms`` rounds a coefficient with mass to 0 (``1e-50`` in float32),
+    the product is taken in at least float64: an infinite term stays
+    infinite, and a finite one gets its (tiny) product.
+    """
+    terms[~mass] = 0.0  # 0 log 0 = 0, also where the term is infinite
+    q = coef.astype(terms.dtype, copy=False)
+    with np.errstate(over="ignore"):  # a product beyond the dtype's range is inf
+        lost = mass & (q == 0)
+        if lost.any():
+            wide = np.promote_types(coef.dtype, np.float64)
+            kept = terms[lost].astype(wide)
+            with np.errstate(invalid="ignore"):  # inf * 0: set to inf below
+                product = coef[lost].astype(wide) * kept
+            product[np.isinf(kept)] = np.inf
+            terms[lost] = product
+            np.multiply(terms, q, out=terms, where=~lost)
+            return terms
+        terms *= q
+    return terms
+
+
+def _coefficient_losses(t: LogitTargets) -> np.ndarray:
+    r"""Losses :math:`\sum_c a_{ic} (\operatorname{logsumexp}(z_i) - z_{ic})`.
+
+    For target distributions, and labels with smoothing, in one streaming
+    pass. Each block is validated (its logits, and its targets) before it
+    is used, and shifted by its row maxima: the terms are
+    :math:`(m_i - z_{ic}) + \log s_i \ge 0`, so nothing cancels.
+    """
+    losses = np.empty(t.n_rows, dtype=t.dtype)
 
     def kernel(a: int, b: int, w: np.ndarray) -> None:
-        """The losses of rows a:b against target distributions."""
-        block, qb, out = z[a:b], targets[a:b], losses[a:b]
+        block, out = t.rows[a:b], losses[a:b]
 
         def check(m: np.ndarray) -> None:
             # The block's first bad row, of the logits or of the targets.
-            locate = lambda i: f"logits[{a + i}]"  # noqa: E731
-            raise_first(find_logit_error(m, locate, a), _target_error(qb, a))
+            targets = None if t.dist is None else t.target_error(a, b)
+            raise_first(find_logit_error(m, t.locator(a), a), targets)
 
-        m, log_s = shifted_log_sum(block, dtype, None, w, check=check)
-        q = qb.astype(dtype, copy=False)
+        m, log_s = shifted_log_sum(block, t.dtype, None, w, check=check)
+        if t.plain:  # the targets themselves are the coefficients
+            coef = t.dist[a:b]
+            mass = coef > 0
+        else:
+            mass, coef = t.coefficients(a, b)
         with np.errstate(over="ignore"):  # m - z may exceed the dtype's max
             np.subtract(m[:, None], block, out=w)  # +inf where masked
             w += log_s[:, None]
-        _weighted_terms(w, qb, q)  # a masked class with no target mass adds 0
+        _weighted_terms(w, mass, coef)  # a masked class without mass adds 0
         with np.errstate(over="ignore"):
             row_sums(w, out=out)
-        # A loss of inf is right only if a class with target mass is masked;
+        # A loss of inf is right only if a class with mass is masked;
         # otherwise m - z or a product overflowed on the way to a finite loss.
         rows = np.flatnonzero(np.isinf(out))
         if rows.size:
-            out[rows] = _halved_target_losses(
-                block[rows], qb[rows], m[rows], log_s[rows], dtype
+            out[rows] = _halved_losses(
+                block[rows], mass[rows], coef[rows], m[rows], log_s[rows], t.dtype
             )
 
-    stream_rows(n, c, dtype, kernel)
-    return reduce(losses, reduction)
+    stream_rows(t.n_rows, t.n_classes, t.dtype, kernel, fraction=t.fraction)
+    return losses
 
 
-def _halved_target_losses(
+def _halved_losses(
     block: np.ndarray,
-    targets: np.ndarray,
+    mass: np.ndarray,
+    coef: np.ndarray,
     m: np.ndarray,
     log_s: np.ndarray,
     dtype: np.dtype,
 ) -> np.ndarray:
-    r"""Target losses of a few rows whose direct form overflowed.
+    r"""Losses of a few rows whose direct form overflowed.
 
-    The loss :math:`\sum_j p_j (m - z_j + \log s)` is finite whenever no
-    class with target mass is masked, but ``m - z_j`` alone can exceed the
-    dtype's range: ``m = 1e308, z_j = -1e308``. Here it is computed as
-    ``2 * sum_j p_j (m/2 - z_j/2 + log(s)/2)``, where every halved term is
+    The loss :math:`\sum_j a_j (m - z_j + \log s)` is finite whenever no
+    class with mass is masked, but ``m - z_j`` alone can exceed the dtype's
+    range: ``m = 1e308, z_j = -1e308``. Here it is computed as
+    ``2 * sum_j a_j (m/2 - z_j/2 + log(s)/2)``, where every halved term is
     in range; halving a number this large is exact, and so is doubling the
-    sum back. The products are taken in at least float64, with the targets
-    as given. A loss that is still inf is beyond the dtype's range (or has a
-    masked class with target mass), and inf is its correctly rounded value.
+    sum back. The products are taken in at least float64, with the
+    coefficients as given. A loss that is still inf is beyond the dtype's
+    range (or has a masked class with mass), and inf is its correctly
+    rounded value.
     """
-    wide = np.promote_types(np.promote_types(dtype, np.float64), targets.dtype)
+    wide = np.promote_types(np.promote_types(dtype, np.float64), coef.dtype)
     zb = block.astype(dtype, copy=False)
     with np.errstate(over="ignore"):
         half = (m[:, None] / 2 - zb / 2) + (log_s[:, None] / 2)
-        terms = _weighted_terms(half.astype(wide), targets, targets.astype(wide))
+        terms = _weighted_terms(half.astype(wide), mass, coef.astype(wide))
         return (2 * terms.sum(axis=1)).astype(dtype)
 
 
-def _label_losses(
-    z: np.ndarray,
-    labels: np.ndarray,
-    dtype: np.dtype,
-    skip_label: np.integer | None = None,
-) -> np.ndarray:
+def _label_losses(t: LogitTargets) -> np.ndarray:
     r"""The losses of valid integer ``labels``, in one streaming pass.
 
     Rows whose label equals ``skip_label`` (``ignore_index`` in the labels'
@@ -660,6 +702,7 @@ def _label_losses(
     Every invalid row is among those, so invalid logits still raise, naming
     the first bad row.
     """
+    z, labels, dtype, skip_label = t.rows, t.labels, t.dtype, t.skip_label
     n, c = z.shape
     info = np.finfo(dtype)
     wide = np.promote_types(dtype, np.float64)
@@ -699,12 +742,12 @@ def _label_losses(
         if not exact.all():
             bad = np.flatnonzero(~exact)
             rest[bad] = _shifted_label_losses(
-                block, bad, picked[bad], dtype, lambda i: f"logits[{a + bad[i]}]", w
+                block, bad, picked[bad], dtype, lambda i: t.locate(a + bad[i]), w
             )
         if skip is not None:
             rest[skip] = 0.0
 
-    stream_rows(n, c, dtype, kernel)
+    stream_rows(n, c, dtype, kernel, fraction=t.fraction)
     return losses
 
 
@@ -745,63 +788,76 @@ def cross_entropy_grad(
     y: npt.ArrayLike,
     reduction: str = "mean",
     *,
+    weight: npt.ArrayLike | None = None,
     ignore_index: int | None = None,
+    label_smoothing: float = 0.0,
 ) -> np.ndarray:
     r"""The gradient of :func:`cross_entropy_from_logits` with respect to logits.
 
-    .. math:: \frac{\partial \ell_i}{\partial z_{ij}}
-        = \operatorname{softmax}(z_i)_j - q_{ij},
+    .. math:: \frac{\partial \ell_i}{\partial z_{ic}}
+        = A_i \operatorname{softmax}(z_i)_c - a_{ic},
+        \qquad A_i = \sum_c a_{ic},
 
-    where :math:`q_i` is the one-hot encoding of :math:`y_i` (or the target
-    distribution, scaled by its sum).
+    with the coefficients :math:`a_{ic} = \omega_c ((1 - \varepsilon)
+    p_{ic} + \varepsilon / C)` of :func:`cross_entropy_from_logits`:
+    :math:`\operatorname{softmax}(z_i) - p_i` without weights or smoothing,
+    where :math:`p_i` is the one-hot encoding of :math:`y_i` (or the target
+    distribution).
 
     Parameters
     ----------
-    logits : array_like of shape (n_samples, n_classes)
+    logits : array_like of shape (N, C) or (N, C, d1, ..., dK)
         Real-valued scores, as for :func:`cross_entropy_from_logits`.
-    y : array_like of int, shape (n_samples,), or of shape (n_samples, n_classes)
+    y : array_like of int of shape (N, d1, ..., dK), or of the shape of ``logits``
         Integer class labels (or ``ignore_index``) or target distributions.
     reduction : {"none", "mean", "sum"}, default="mean"
-        The reduction of the loss being differentiated. ``"mean"`` divides by
-        ``n_samples`` (by the number of kept rows, with ``ignore_index``);
+        The reduction of the loss being differentiated: ``"mean"`` divides by
+        what :func:`cross_entropy_from_logits` divides by (the number of
+        positions, of kept rows, or the sum of their classes' weights);
         ``"sum"`` does not. ``"none"`` returns, in row ``i``, the gradient of
         the loss of example ``i``, which depends on row ``i`` alone, so it
         equals the ``"sum"`` gradient.
+    weight : array_like of shape (n_classes,), optional
+        Class weights, as for :func:`cross_entropy_from_logits`.
     ignore_index : int or None, default=None
         A label value that marks a row to skip, as for
         :func:`cross_entropy_from_logits`: that row's gradient is 0.0
-        everywhere, and ``"mean"`` divides by the number of kept rows. Any
-        integer is accepted (a class in range skips that class's rows); None
-        skips nothing. Integer labels only.
+        everywhere, and ``"mean"`` divides by the number of kept rows (or
+        their weights' sum). Integer labels only.
+    label_smoothing : float in [0, 1], default=0.0
+        The smoothing amount, as for :func:`cross_entropy_from_logits`.
 
     Returns
     -------
-    grad : ndarray of shape (n_samples, n_classes)
+    grad : ndarray of the shape of ``logits``
         In the compute dtype of ``logits``. Each row sums to 0.
 
     Raises
     ------
     TypeError
-        If labels are not integer, an input is not real-valued, or
-        ``ignore_index`` is neither an integer nor None.
+        As :func:`cross_entropy_from_logits`.
     ValueError
-        As :func:`cross_entropy_from_logits`; also if a true class (or a class
-        with target mass) of a kept row is masked by ``-inf``, since the loss
-        is then infinite and has no gradient.
+        As :func:`cross_entropy_from_logits`; also if a class with a positive
+        coefficient (the true class, a class with target mass, or any class
+        of positive weight under label smoothing) of a kept row is masked by
+        ``-inf``, since the loss is then infinite and has no gradient.
 
     Notes
     -----
-    With ``ignore_index``, and :math:`\mathcal{R}` the set of kept rows,
+    With ``ignore_index``, :math:`\mathcal{R}` the set of kept rows and
+    :math:`D` the divisor of the mean,
 
-    .. math:: \frac{\partial L_{\text{mean}}}{\partial z_{ij}}
-        = \frac{[i \in \mathcal{R}]}{|\mathcal{R}|}
-        \bigl(\operatorname{softmax}(z_i)_j - q_{ij}\bigr),
+    .. math:: \frac{\partial L_{\text{mean}}}{\partial z_{ic}}
+        = \frac{[i \in \mathcal{R}]}{D}
+        \bigl(A_i \operatorname{softmax}(z_i)_c - a_{ic}\bigr),
 
     so the kept rows' gradient is the one of the batch with the skipped rows
     left out, and the skipped rows' is 0. As in
     :func:`cross_entropy_from_logits`, a skipped row's logits are still
     validated (NaN, ``+inf`` or a row of ``-inf`` raise); a ``-inf`` in a
-    skipped row is never a masked true class, since the row has none.
+    skipped row is never a masked true class, since the row has none. The
+    gradient is computed in the layout of ``logits``: for more than two
+    dimensions the result is a view whose class axis is 1.
 
     Examples
     --------
@@ -818,51 +874,99 @@ def cross_entropy_grad(
     array([[-0.25,  0.25],
            [ 0.25, -0.25],
            [ 0.  ,  0.  ]])
+
+    With smoothing, a certain, correct prediction is pushed back:
+
+    >>> cross_entropy_grad([[0.0, 0.0]], [0], "sum", label_smoothing=0.2)
+    array([[-0.4,  0.4]])
     """
     reduction = check_reduction(reduction)
-    ignore = check_ignore_index(ignore_index)
-    z, _, _ = prepare_logits(logits, -1)
-    check_matrix(z, "logits")
-    n, c = z.shape
-    targets = _prepare_targets(y, (n, c), values=False)
-    _refuse_ignore_with_distributions(targets, ignore)
-    dtype = compute_dtype(z.dtype, "logits")
-    if targets.ndim == 1:
-        found = find_label_error(targets, c, ignore_index=ignore)
-        _raise_in_row_order(z, found, dtype)
-    else:
-        _raise_in_row_order(z, _target_error(targets), dtype)
-    n_kept = _kept_rows(targets, ignore, reduction)
-    skip = ignored_rows(targets, ignore) if n_kept < n else None
-    grad = softmax(z, axis=-1)
-    rows = np.arange(n)
-    if targets.ndim == 1:
-        # Skipped rows take class 0 here (on a copy), then are zeroed.
-        labels = targets if skip is None else np.where(skip, 0, targets)
-        masked = np.isneginf(z[rows, labels])
-        if skip is not None:
-            masked &= ~skip
-        if masked.any():
-            i = int(np.argmax(masked))
-            raise ValueError(
-                f"logits[{i}, {targets[i]}] is -inf for the true class y[{i}] = "
-                f"{targets[i]}: the loss is infinite and has no gradient"
-            )
-        grad[rows, labels] -= 1
-        if skip is not None:
-            grad[skip] = 0.0
-    else:
-        q = targets.astype(grad.dtype, copy=False)
-        # Mass is judged before the cast: 1e-50 is mass, even in float32.
-        masked = (targets > 0) & np.isneginf(z)
-        if masked.any():
-            i, j = np.unravel_index(int(np.argmax(masked)), masked.shape)
-            raise ValueError(
-                f"logits[{i}, {j}] is -inf but y[{i}, {j}] = {targets[i, j]} > 0: "
-                f"the loss is infinite and has no gradient"
-            )
-        grad *= q.sum(axis=1, keepdims=True)
-        grad -= q
+    t = prepare_logit_targets(
+        logits,
+        y,
+        reduction,
+        weight=weight,
+        ignore_index=ignore_index,
+        label_smoothing=label_smoothing,
+    )
+    if t.dist is not None:
+        raise_in_row_order(t, t.target_error(0, t.n_rows))
+    grad = softmax(t.logits, axis=1)  # validates the logits
+    # The rows of the gradient, as a view: softmax along axis 1 returns its
+    # (N, d1, ..., dK, C) result with the class axis moved back to 1.
+    rows = np.moveaxis(grad, 1, -1).reshape(t.n_rows, t.n_classes)
+    step = max(1, (1 << 20) // (8 * t.n_classes))
+    for a in range(0, t.n_rows, step):
+        b = min(a + step, t.n_rows)
+        if t.labels is not None and t.plain:
+            _label_grad_block(rows[a:b], t, a, b)
+        else:
+            _coefficient_grad_block(rows[a:b], t, a, b)
     if reduction == "mean":
-        grad /= n_kept
+        grad /= grad.dtype.type(t.divisor())
     return grad
+
+
+def _label_grad_block(g: np.ndarray, t: LogitTargets, a: int, b: int) -> None:
+    """Rows ``a:b`` of the gradient of plain labels: ``softmax - one_hot``."""
+    labels = t.labels[a:b]
+    skip = t.skipped(a, b)
+    if skip is not None:  # skipped rows take class 0 (on a copy), then are zeroed
+        labels = np.where(skip, 0, labels)
+    rows = np.arange(b - a)
+    masked = np.isneginf(t.rows[a:b][rows, labels])
+    if skip is not None:
+        masked &= ~skip
+    if masked.any():
+        i = int(np.argmax(masked))
+        at, j = _entry(t, a + i, labels[i]), int(labels[i])
+        where = format_index(np.unravel_index(a + i, t.lead))
+        raise ValueError(
+            f"logits{at} is -inf for the true class y{where} = {j}: the loss "
+            f"is infinite and has no gradient"
+        )
+    g[rows, labels] -= 1
+    if skip is not None:
+        g[skip] = 0.0
+
+
+def _coefficient_grad_block(g: np.ndarray, t: LogitTargets, a: int, b: int) -> None:
+    """Rows ``a:b`` of the gradient ``A_i softmax(z_i) - a_i``, in place."""
+    mass, coef = t.coefficients(a, b)
+    masked = mass & np.isneginf(t.rows[a:b])
+    if masked.any():
+        i, j = np.unravel_index(int(np.argmax(masked)), masked.shape)
+        raise ValueError(
+            f"logits{_entry(t, a + i, j)} is -inf but {_why_mass(t, a + i, j)}: "
+            f"the loss is infinite and has no gradient"
+        )
+    # In the coefficients' wide dtype, rounded once: a weight beyond the
+    # range of float32 logits gives inf, never inf * 0 = NaN.
+    wide = g.astype(coef.dtype)
+    wide *= coef.sum(axis=1)[:, None]
+    wide -= coef
+    with np.errstate(over="ignore"):
+        g[...] = wide
+    skip = t.skipped(a, b) if t.labels is not None else None
+    if skip is not None:
+        g[skip] = 0.0
+
+
+def _entry(t: LogitTargets, row: int, col: int) -> str:
+    """The index of class ``col`` of row ``row`` in the logits' own shape."""
+    return class_axis_index(t.lead, row, col)
+
+
+def _why_mass(t: LogitTargets, row: int, col: int) -> str:
+    """Why class ``col`` of row ``row`` has a positive coefficient."""
+    if t.labels is None:
+        value = t.dist[row : row + 1][0, col]
+        if value > 0 and t.smoothing < 1.0:
+            return f"y{_entry(t, row, col)} = {value!s} > 0"
+    elif t.labels[row] == col and t.smoothing < 1.0:
+        where = format_index(np.unravel_index(row, t.lead))
+        return f"it is the true class y{where} = {col}"
+    return (
+        f"label_smoothing = {t.smoothing} gives class {col} a target mass of "
+        f"{t.smoothing / t.n_classes:.3g} > 0"
+    )

@@ -196,16 +196,44 @@ class _GatheredRows:
     step through, so ``reshape`` would copy the whole input. Indexing this
     object with ``[a:b]`` instead copies rows ``a`` to ``b`` only, one block
     at a time, which keeps the extra memory a small fraction of the input.
+
+    The axes before the class axis are ``(n, d)``: where the axes after the
+    first one merge into one ``d`` axis without a copy (as they do for a
+    C-contiguous input) and its runs are long (``d >= MIN_RUN``), a block is
+    copied slice by slice, one run of consecutive ``d`` per ``n``; otherwise
+    its rows are gathered by index, which costs less than a Python loop over
+    many short runs.
     """
+
+    MIN_RUN = 256
 
     def __init__(self, moved: np.ndarray) -> None:
         self.moved = moved
         self.lead = moved.shape[:-1]
         self.shape = (int(np.prod(self.lead)), moved.shape[-1])
+        self.runs = None  # (N, D, C) view: rows n * D + d
+        n = self.lead[0] if self.lead else 0
+        d = self.shape[0] // n if n else 0
+        if len(self.lead) >= 2 and d >= self.MIN_RUN:
+            try:
+                self.runs = moved.reshape(n, d, moved.shape[-1], copy=False)
+            except (ValueError, TypeError):  # no view; or NumPy < 2.1
+                self.runs = None
 
     def __getitem__(self, rows: slice) -> np.ndarray:
-        index = np.unravel_index(np.arange(rows.start, rows.stop), self.lead)
-        return self.moved[index]
+        a, b = rows.start, rows.stop
+        if self.runs is None:
+            index = np.unravel_index(np.arange(a, b), self.lead)
+            return self.moved[index]
+        d = self.runs.shape[1]
+        out = np.empty((b - a, self.shape[1]), self.moved.dtype)
+        i = a
+        while i < b:
+            n, start = divmod(i, d)
+            stop = min(d, start + (b - i))
+            out[i - a : i - a + stop - start] = self.runs[n, start:stop]
+            i += stop - start
+        return out
 
 
 def _as_rows(

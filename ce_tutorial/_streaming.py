@@ -223,10 +223,20 @@ def _release(pool: _Pool) -> None:
             pool.executor.shutdown(wait=False)
 
 
-def block_size(n_rows: int, n_cols: int, itemsize: int, n_threads: int = 1) -> int:
-    """The number of rows in one block (at least 1)."""
+def block_size(
+    n_rows: int,
+    n_cols: int,
+    itemsize: int,
+    n_threads: int = 1,
+    fraction: int = MAX_BLOCK_FRACTION,
+) -> int:
+    """The number of rows in one block (at least 1).
+
+    All ``n_threads`` threads' blocks together hold at most ``1/fraction`` of
+    the rows.
+    """
     rows = BLOCK_BYTES // max(1, n_cols * itemsize)
-    cap = -(-n_rows // (MAX_BLOCK_FRACTION * n_threads))
+    cap = -(-n_rows // (fraction * n_threads))
     return max(1, min(rows, cap))
 
 
@@ -237,6 +247,7 @@ def stream_rows(
     kernel: Callable[[int, int, np.ndarray | None], None],
     *,
     scratch: bool = True,
+    fraction: int = MAX_BLOCK_FRACTION,
 ) -> None:
     """Call ``kernel(start, stop, work)`` on blocks that cover every row once.
 
@@ -245,12 +256,14 @@ def stream_rows(
     is false); the kernel writes its results for rows ``start:stop`` into
     arrays of its own. If kernels raise, the exception of the first failing
     block is re-raised, exactly as a single thread walking the rows in order
-    would raise it.
+    would raise it. The blocks of all threads together hold at most
+    ``1/fraction`` of the rows: a kernel that needs more block-sized arrays
+    than the usual few asks for a larger ``fraction``.
     """
     n_threads = min(
         get_num_threads(), max(1, n_rows * n_cols // MIN_ELEMENTS_PER_THREAD)
     )
-    rows = block_size(n_rows, n_cols, dtype.itemsize, n_threads)
+    rows = block_size(n_rows, n_cols, dtype.itemsize, n_threads, fraction)
     starts = range(0, n_rows, rows)
     n_threads = min(n_threads, len(starts))
     first_failure = [n_rows]  # the first row of the earliest failing block

@@ -73,11 +73,36 @@ def compute_dtype(dtype: np.dtype, name: str) -> np.dtype:
     raise TypeError(f"{name} must hold real numbers, got dtype {dtype}")
 
 
-def sum_tolerance(dtype: np.dtype) -> float:
-    """How far from 1 a probability row may sum: ``sqrt(eps)`` of its dtype."""
-    if np.issubdtype(dtype, np.floating):
-        return float(np.sqrt(np.finfo(dtype).eps))
-    return float(np.sqrt(np.finfo(np.float64).eps))
+# The row-sum rule: a row of C probabilities may sum to 1 within
+# (SUM_TOLERANCE_ULPS + sqrt(C)) units of the coarser of float32's machine
+# epsilon and the row's own dtype's.
+SUM_TOLERANCE_ULPS = 32
+
+
+def sum_tolerance(dtype: np.dtype, n_classes: int) -> float:
+    """How far from 1 a row of ``n_classes`` probabilities may sum.
+
+    One rule for every function that checks row sums:
+
+    .. math:: \\text{tol} = (32 + \\sqrt{C}) \\cdot \\max(\\epsilon_{\\text{dtype}},
+        \\epsilon_{\\text{float32}}),
+
+    so 4.2e-6 for 10 classes, 7.6e-6 for 1,000 and 3.1e-5 for 50,257 in
+    float32, float64, longdouble or integer rows, and about 32 times as much
+    in float16. Probabilities are often computed in float32 (a GPU's
+    softmax) and converted to float64 afterwards: such a row sums to 1 only
+    to float32 precision. The 32 ulps cover the rounding of its entries and
+    of the check's own sum; :math:`\\sqrt{C}` ulps the rounding errors of a
+    sum of :math:`C` float32 terms, which add up like a random walk (PyTorch's
+    float32 softmax of random logits over 128,256 classes has row sums up to
+    166 ulps, 2e-5, from 1; the rule allows 390). A row off by 1e-4 is still
+    refused at any precision from float32 up, for every :math:`C` below about
+    650,000.
+    """
+    eps = np.finfo(np.float32).eps
+    if dtype.kind == "f":
+        eps = max(eps, np.finfo(dtype).eps)
+    return float((SUM_TOLERANCE_ULPS + np.sqrt(n_classes)) * eps)
 
 
 def check_reduction(reduction: object) -> str:
@@ -90,24 +115,61 @@ def check_reduction(reduction: object) -> str:
 
 
 def reduce(
-    losses: np.ndarray, reduction: str, n_kept: int | None = None
+    losses: np.ndarray, reduction: str, n_kept: float | None = None
 ) -> np.ndarray | np.floating:
     """Apply a checked ``reduction`` to per-example ``losses`` of shape (N,).
 
-    ``n_kept`` is the number of rows that count, when the others hold a loss
-    of 0 that ``"mean"`` must not count (rows skipped by ``ignore_index``).
-    The mean is then ``sum / n_kept``, computed as :func:`numpy.mean` computes
-    it, so that it is the same number when no row is skipped.
+    ``n_kept`` is what ``"mean"`` divides by when it is not N: the number of
+    rows that count, when the others hold a loss of 0 that ``"mean"`` must
+    not count (rows skipped by ``ignore_index``), or the sum of the kept
+    rows' class weights. See :func:`sum_of` and :func:`mean_of`.
     """
     if reduction == "none":
         return losses
     if reduction == "sum":
-        return losses.sum()
+        return sum_of(losses)
     check_mean_batch(reduction, losses.shape[0])
-    if n_kept is None or n_kept == losses.shape[0]:
-        return losses.mean()
-    total = losses.sum()
-    return total.dtype.type(total / n_kept)
+    return mean_of(losses, n_kept)
+
+
+def sum_of(losses: np.ndarray) -> np.floating:
+    """``losses.sum()``; ``inf`` without a warning when it exceeds the range.
+
+    The losses are non-negative, so an overflowing sum is beyond the dtype's
+    range, and ``inf`` is its correctly rounded value.
+    """
+    with np.errstate(over="ignore"):
+        return losses.sum()
+
+
+def mean_of(losses: np.ndarray, divisor: float | None = None) -> np.floating:
+    """The mean of non-negative ``losses``: ``sum / divisor`` (N by default).
+
+    Computed as :func:`numpy.mean` computes it (``sum / divisor`` in the
+    losses' dtype), so that it is the same number, unless that sum
+    overflows. A sum of finite losses can exceed the dtype's range where
+    their mean does not (three losses of 1e308), so the sum is then taken
+    again with every loss scaled by a power of two :math:`2^{-k} \\le 1/N`,
+    which is exact (short of underflow, which loses nothing worth counting
+    next to a sum this large), divided by ``divisor`` and scaled back, in
+    at least float64. A mean beyond the range is ``inf``; no warning leaks.
+    """
+    n = losses.shape[0]
+    if divisor is None or divisor == n:
+        with np.errstate(over="ignore"):
+            mean = losses.mean()
+        divisor = n
+    else:
+        total = sum_of(losses)
+        with np.errstate(over="ignore"):
+            mean = total.dtype.type(total / divisor)
+    if not np.isinf(mean) or not np.isfinite(losses).all():
+        return mean
+    wide = np.promote_types(losses.dtype, np.float64)
+    k = max(1, int(n).bit_length())
+    with np.errstate(over="ignore", under="ignore"):
+        scaled = np.ldexp(losses, -k).sum(dtype=wide) / wide.type(divisor)
+        return losses.dtype.type(np.ldexp(scaled, k))
 
 
 def check_mean_batch(reduction: str, n_samples: int) -> None:
@@ -264,12 +326,15 @@ def find_label_error(
     n_classes: int,
     name: str = "y",
     ignore_index: int | None = None,
+    *,
+    shape: tuple[int, ...] | None = None,
 ) -> tuple[int, ValueError] | None:
     """The first label of ``y`` (1-D, integer) outside ``[0, n_classes)``.
 
     A label equal to ``ignore_index`` (if not None) is not an error, whatever
     its value. Returns ``(i, error)`` for the first bad label ``y[i]``, or
-    None.
+    None. ``shape``, if given, is the shape ``y`` was flattened from: the
+    message then names the label by its index in that shape, ``y[1, 4]``.
     """
     if y.size == 0:
         return None
@@ -281,20 +346,53 @@ def find_label_error(
         return None
     i = int(np.argmax(bad))
     also = "" if ignore_index is None else f", and is not ignore_index = {ignore_index}"
+    where = f"[{i}]" if shape is None else format_index(np.unravel_index(i, shape))
     return i, ValueError(
-        f"{name}[{i}] = {y[i]} is out of range for {n_classes} classes "
+        f"{name}{where} = {y[i]} is out of range for {n_classes} classes "
         f"(0 <= {name} < {n_classes}){also}"
     )
 
 
+# The one dtype gate for labels and targets: what each kind of target accepts,
+# by ``dtype.kind`` ("b" bool, "i"/"u" signed/unsigned integers, "f" floats).
+# NumPy's ``np.issubdtype(dtype, np.integer)`` is True for ``timedelta64``, and
+# ``bool`` passes an ``isinstance(x, int)`` test: the kind letters admit
+# neither by accident, so every family that checks a target dtype asks here.
+TARGET_KINDS = {
+    "labels": ("iu", "integer class labels"),
+    "binary labels": ("biu", "bool or integer 0/1 labels"),
+    "binary targets": ("biuf", "bool, integer 0/1 or float targets in [0, 1]"),
+    "distributions": ("iuf", "real numbers"),
+}
+
+
+def check_target_dtype(
+    y: np.ndarray, name: str = "y", kind: str = "labels", hint: str = ""
+) -> None:
+    """Raise ``TypeError`` unless ``y``'s dtype suits targets of ``kind``.
+
+    ``kind`` is a key of ``TARGET_KINDS``: ``"labels"`` (integer class
+    labels: signed or unsigned integers only), ``"binary labels"`` (bool or
+    integer 0/1), ``"binary targets"`` (bool, integer or float, the soft
+    targets of the binary losses) or ``"distributions"`` (integers or floats,
+    target distributions). bool, timedelta, datetime, complex, strings,
+    objects and records are refused wherever the table does not list them;
+    ``hint`` is appended to the message. Only the dtype is checked, not the
+    values.
+    """
+    kinds, what = TARGET_KINDS[kind]
+    if y.dtype.kind not in kinds:
+        raise TypeError(f"{name} must hold {what}, got dtype {y.dtype}{hint}")
+
+
 def check_label_dtype_and_shape(y: np.ndarray, n_samples: int, name: str = "y"):
     """``y`` must hold integers (not bool, not timedelta) of shape (n_samples,)."""
-    if y.dtype.kind not in "iu":
-        raise TypeError(
-            f"{name} must hold integer class labels, got dtype {y.dtype} "
-            f"(pass target distributions as a 2-D array of shape (n_samples, "
-            f"n_classes))"
-        )
+    check_target_dtype(
+        y,
+        name,
+        "labels",
+        " (pass target distributions as a 2-D array of shape (n_samples, n_classes))",
+    )
     if y.shape != (n_samples,):
         raise ValueError(
             f"{name} has shape {y.shape}, but there are {n_samples} samples: "
@@ -356,6 +454,21 @@ def check_one_hot_size(n_samples: int, num_classes: int) -> None:
         )
 
 
+def class_axis_index(lead: tuple[int, ...], row: int, col: int | None) -> str:
+    """Name row ``row`` (entry ``col``) of an array whose class axis is 1.
+
+    ``lead`` is the shape ``(N, d1, ..., dK)`` of the positions, the array's
+    shape without its class axis; ``row`` counts positions in C order. The
+    result is ``[n, col, d1, ..., dK]``, with ``:`` for a whole row; a
+    trailing ``:`` is dropped, so that a row of an ``(N, C)`` array is ``[n]``.
+    """
+    parts = [str(int(k)) for k in np.unravel_index(row, lead)]
+    parts.insert(1, ":" if col is None else str(int(col)))
+    while parts[-1] == ":":
+        parts.pop()
+    return "[" + ", ".join(parts) + "]"
+
+
 def find_value_error(
     p: np.ndarray,
     name: str,
@@ -363,6 +476,7 @@ def find_value_error(
     offset: int = 0,
     *,
     upper: bool = True,
+    lead: tuple[int, ...] | None = None,
 ) -> tuple[int, ValueError] | None:
     """The first row of ``p`` (rows along the last axis) that is no distribution.
 
@@ -370,11 +484,13 @@ def find_value_error(
     flattened leading axes, plus ``offset``. Within a row the checks run in
     this order: an entry not finite, an entry below 0, an entry above 1 (if
     ``upper``), and the row's sum further than ``tol`` from 1. ``p`` must
-    already be a floating array.
+    already be a floating array. If ``lead`` is given, ``p`` holds rows of
+    an array whose class axis is 1 (see :func:`class_axis_index`), and the
+    message names them by their index in that array.
     """
     if p.ndim == 0 or p.size == 0:
         return None
-    lead = p.shape[:-1]
+    row_shape = p.shape[:-1]
     flat = p.reshape(-1, p.shape[-1])
     # Overflow of a sum, and inf - inf, only make a row's sum wrong, and a
     # wrong sum is what the check reports: no warning may leak.
@@ -392,7 +508,7 @@ def find_value_error(
         return None
     r = int(np.argmax(row_bad))
     row = flat[r]
-    lead_index = np.unravel_index(r, lead) if lead else ()
+    lead_index = np.unravel_index(r, row_shape) if row_shape else ()
     rule = (
         "probabilities must lie in [0, 1]"
         if upper
@@ -404,11 +520,17 @@ def find_value_error(
     for bad, why in checks:
         if bad.any():
             j = int(np.argmax(bad))
-            where = format_index(_shift((*lead_index, j), offset))
-            return r + offset, ValueError(f"{name}{where} = {row[j]} {why}")
-    where = format_index(_shift(lead_index, offset)) if lead else ""
+            if lead is None:
+                where = format_index(_shift((*lead_index, j), offset))
+            else:
+                where = class_axis_index(lead, r + offset, j)
+            return r + offset, ValueError(f"{name}{where} = {row[j]!s} {why}")
+    if lead is not None:
+        where = class_axis_index(lead, r + offset, None)
+    else:
+        where = format_index(_shift(lead_index, offset)) if p.ndim > 1 else ""
     return r + offset, ValueError(
-        f"{name}{where} sums to {sums[r]}, not 1 (tolerance {tol:.1e}); "
+        f"{name}{where} sums to {sums[r]!s}, not 1 (tolerance {tol:.1e}); "
         f"each row must be a probability distribution"
     )
 
@@ -437,7 +559,7 @@ def check_row_sums(p: np.ndarray, name: str, tol: float, offset: int = 0) -> Non
         idx = np.unravel_index(int(np.argmax(bad)), sums.shape)
         where = format_index(_shift(idx, offset)) if idx else ""
         raise ValueError(
-            f"{name}{where} sums to {sums[idx]}, not 1 (tolerance {tol:.1e}); "
+            f"{name}{where} sums to {sums[idx]!s}, not 1 (tolerance {tol:.1e}); "
             f"each row must be a probability distribution"
         )
 

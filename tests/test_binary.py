@@ -250,7 +250,7 @@ def test_gradient_at_agreeing_infinite_logits_is_zero():
     ("z", "y", "pattern"),
     [
         ([0.0, np.inf], [1, 0.3], r"z\[1\] = inf contradicts y\[1\] = 0.3"),
-        ([0.0, -np.inf], [1, 1], r"z\[1\] = -inf contradicts y\[1\] = 1.0"),
+        ([0.0, -np.inf], [1, 1], r"z\[1\] = -inf contradicts y\[1\] = 1"),
     ],
 )
 def test_gradient_at_contradicting_infinite_logits_raises(z, y, pattern):

@@ -14,6 +14,7 @@ from sklearn.calibration import calibration_curve
 
 import ce_tutorial._calibration as calibration
 from ce_tutorial import (
+    classwise_calibration_error,
     cross_entropy_from_logits,
     expected_calibration_error,
     fit_temperature,
@@ -188,11 +189,243 @@ def test_differs_from_sklearn_between_its_edge_and_m_over_m():
     np.testing.assert_array_equal(count, [2])  # 0.6000000000000001 with 0.65
 
 
+GOOD_Y_HAT = [[0.7, 0.3], [0.4, 0.6]]
+
+# --------------------------------------------------------------------------
+# Binary predictions: a 1-D probability of the positive class, 0/1 labels
+# --------------------------------------------------------------------------
+# calibration_curve bins y_prob itself, whichever side of 1/2 it is on, and
+# reports the fraction of positives: the binary mode's definition. As above,
+# the two differ only between sklearn's linspace edges and ours.
+
+
+def _off_the_edges(p, n_bins):
+    """The entries of ``p`` farther than 1e-9 from every edge of both kinds."""
+    edges = np.concatenate(
+        [np.arange(n_bins + 1) / n_bins, np.linspace(0, 1, n_bins + 1)]
+    )
+    return p[np.abs(p[:, None] - edges[None, :]).min(axis=1) > 1e-9]
+
+
+def _sklearn_ece(y, p, n_bins):
+    """The count-weighted gap of sklearn's binary curve, with its own bins."""
+    prob_true, prob_pred = calibration_curve(y, p, n_bins=n_bins, strategy="uniform")
+    bins = np.searchsorted(np.linspace(0, 1, n_bins + 1)[1:-1], p)
+    counts = np.bincount(bins, minlength=n_bins)
+    counts = counts[counts > 0]
+    return float(np.sum(counts * np.abs(prob_true - prob_pred)) / p.size)
+
+
+@pytest.mark.parametrize("n_bins", [1, 2, 5, 10, 15, 23])
+def test_binary_curve_and_ece_agree_with_sklearn(n_bins):
+    rng = np.random.default_rng(100 + n_bins)
+    p = _off_the_edges(rng.uniform(size=500), n_bins)
+    y = (rng.uniform(size=p.size) < p**2).astype(np.int64)  # miscalibrated
+    conf, frac, count = reliability_curve(p, y, n_bins=n_bins)
+    prob_true, prob_pred = calibration_curve(y, p, n_bins=n_bins, strategy="uniform")
+    np.testing.assert_allclose(conf, prob_pred, rtol=1e-13)
+    np.testing.assert_allclose(frac, prob_true, rtol=1e-13)
+    assert count.sum() == p.size
+    ece = expected_calibration_error(p, y, n_bins=n_bins)
+    assert ece > 0.01
+    assert ece == pytest.approx(_sklearn_ece(y, p, n_bins), rel=1e-12)
+
+
+def test_binary_ece_hand_value_differs_from_the_top_label_one():
+    # p = 0.2 with labels 0 and 1: fraction 0.5, gap 0.3; p = 0.8 with labels
+    # 1 and 1: gap 0.2. Each bin holds half the examples: ECE = 0.25.
+    p = np.array([0.2, 0.2, 0.8, 0.8])
+    y = [0, 1, 1, 1]
+    assert expected_calibration_error(p, y, n_bins=10) == pytest.approx(0.25, abs=1e-15)
+    conf, frac, count = reliability_curve(p, y, n_bins=10)
+    np.testing.assert_allclose(conf, [0.2, 0.8], rtol=1e-15)
+    np.testing.assert_array_equal(frac, [0.5, 1.0])
+    np.testing.assert_array_equal(count, [2, 2])
+    # Top-label: every confidence is 0.8 and 3 of 4 are right: gap 0.05.
+    top = np.column_stack([1 - p, p])
+    assert expected_calibration_error(top, y, n_bins=10) == pytest.approx(
+        0.05, abs=1e-15
+    )
+
+
+def test_binary_probability_below_one_half_is_binned_as_it_is():
+    # Top-label binning would put 0.1 with 0.9; the binary mode keeps it low.
+    conf, frac, count = reliability_curve([0.1, 0.9], [0, 1], n_bins=10)
+    np.testing.assert_allclose(conf, [0.1, 0.9])
+    np.testing.assert_array_equal(frac, [0.0, 1.0])
+    np.testing.assert_array_equal(count, [1, 1])
+    # 0 and 1 are valid probabilities here; 0 goes to the first bin.
+    conf, frac, count = reliability_curve([0.0, 1.0, 0.05], [0, 1, 1], n_bins=10)
+    np.testing.assert_allclose(conf, [0.025, 1.0])
+    np.testing.assert_array_equal(frac, [0.5, 1.0])
+    np.testing.assert_array_equal(count, [2, 1])
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        np.array([0, 1, 1, 0]),
+        np.array([0, 1, 1, 0], dtype=np.uint8),
+        np.array([False, True, True, False]),
+        [0, 1, 1, 0],
+    ],
+    ids=["int64", "uint8", "bool", "list"],
+)
+def test_binary_labels_may_be_bool_or_any_integer(labels):
+    p = np.float32([0.3, 0.6, 0.9, 0.2])
+    ece = expected_calibration_error(p, labels, n_bins=5)
+    # Bins (0.2, 0.4]: 0.3 with label 0; (0.4, 0.6]: 0.6 with 1; (0.8, 1]: 0.9
+    # with 1; (0, 0.2]: 0.2 with 0 (an edge: the bin below).
+    want = (0.3 + 0.4 + 0.1 + 0.2) / 4
+    assert ece == pytest.approx(want, rel=1e-6)
+    conf, _, _ = reliability_curve(p, labels, n_bins=5)
+    assert conf.dtype == np.float32
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(0.0, 1.0).filter(lambda v: abs(v - 0.5) > 1e-6),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=40,
+    ),
+    st.sampled_from([2, 4, 10, 16]),
+)
+def test_top_label_ece_of_two_classes_is_at_most_the_binary_one(pairs, n_bins):
+    # With M even, p and 1 - p fall in mirrored bins, and the top-label bin of
+    # confidence c pools the binary bins of c and 1 - c: |a - b| <= |a| + |b|.
+    p = np.array([v for v, _ in pairs])
+    y = np.array([label for _, label in pairs], dtype=np.int64)
+    off = np.abs(p[:, None] - np.arange(n_bins + 1) / n_bins).min(axis=1) > 1e-9
+    p, y = p[off], y[off]
+    assume(p.size > 0)
+    binary = expected_calibration_error(p, y, n_bins=n_bins)
+    top = expected_calibration_error(np.column_stack([1 - p, p]), y, n_bins=n_bins)
+    assert top <= binary + 1e-12
+
+
+@pytest.mark.parametrize("func", [expected_calibration_error, reliability_curve])
+@pytest.mark.parametrize(
+    ("y_hat", "y", "error", "pattern"),
+    [
+        ([0.2, 0.7], [0, 2], ValueError, r"y\[1\] = 2 is not a 0/1 label"),
+        ([0.2, 0.7], [-1, 1], ValueError, r"y\[0\] = -1 is not a 0/1 label"),
+        ([0.2, 0.7], [0.0, 1.0], TypeError, r"y must hold bool or integer 0/1"),
+        (
+            [0.2, 0.7],
+            np.array([0, 1], dtype="m8[s]"),
+            TypeError,
+            r"y must hold bool or integer 0/1 labels, got dtype timedelta64",
+        ),
+        ([0.2, 0.7], [0, 1, 1], ValueError, r"y has shape \(3,\), but y_hat holds 2"),
+        ([0.2, 0.7], [[0, 1]], ValueError, r"y has shape \(1, 2\)"),
+        ([0.2, 1.5], [0, 1], ValueError, r"y_hat\[1\] = 1\.5 is not in \[0, 1\]"),
+        ([np.nan, 0.5], [0, 1], ValueError, r"y_hat\[0\] = nan is not in \[0, 1\]"),
+        ([-0.0, -1e-300], [0, 1], ValueError, r"y_hat\[1\] = -1e-300 is not in"),
+        ([True, False], [0, 1], TypeError, r"y_hat must hold real numbers"),
+    ],
+)
+def test_binary_contract(func, y_hat, y, error, pattern):
+    with pytest.raises(error, match=pattern):
+        func(y_hat, y)
+
+
+def test_binary_empty_batch():
+    conf, frac, count = reliability_curve(np.empty(0), np.empty(0, dtype=int))
+    assert conf.size == frac.size == count.size == 0
+    with pytest.raises(ValueError, match=r"undefined for an empty batch"):
+        expected_calibration_error([], [])
+
+
+# --------------------------------------------------------------------------
+# classwise_calibration_error
+# --------------------------------------------------------------------------
+
+
+def _classwise_by_hand(y_hat, y, n_bins):
+    """Kull et al.'s definition, class by class, with sklearn's binary curve."""
+    total = 0.0
+    for k in range(y_hat.shape[1]):
+        total += _sklearn_ece((y == k).astype(int), y_hat[:, k], n_bins)
+    return total / y_hat.shape[1]
+
+
+@pytest.mark.parametrize(("n_classes", "n_bins"), [(3, 10), (5, 15), (10, 7)])
+def test_classwise_agrees_with_sklearn_class_by_class(n_classes, n_bins):
+    rng = np.random.default_rng(n_classes * n_bins)
+    y_hat = rng.dirichlet(np.ones(n_classes) * 0.7, size=600)
+    edges = np.concatenate(
+        [np.arange(n_bins + 1) / n_bins, np.linspace(0, 1, n_bins + 1)]
+    )
+    far = np.abs(y_hat[..., None] - edges).min(axis=-1) > 1e-9
+    keep = far.all(axis=1)
+    y_hat = y_hat[keep]
+    # Labels drawn from the sharpened predictions: the model is miscalibrated.
+    sharp = y_hat**2 / (y_hat**2).sum(axis=1, keepdims=True)
+    y = np.array([rng.choice(n_classes, p=row) for row in sharp])
+    got = classwise_calibration_error(y_hat, y, n_bins=n_bins)
+    assert got > 0.01
+    assert got == pytest.approx(_classwise_by_hand(y_hat, y, n_bins), rel=1e-12)
+
+
+def test_classwise_hand_value():
+    # Docstring example: (0.35 + 0.35 + 0) / 3.
+    y_hat = np.array([[0.6, 0.4, 0.0]] * 2 + [[0.3, 0.7, 0.0]] * 2)
+    got = classwise_calibration_error(y_hat, [0, 0, 1, 1], n_bins=10)
+    assert got == pytest.approx(0.7 / 3, rel=1e-14)
+
+
+def test_classwise_of_two_classes_is_the_binary_ece_of_class_1():
+    # Class 0's probabilities are 1 - p, binned in mirrored bins: its error
+    # equals class 1's, so the mean is the binary ECE of p (off the edges).
+    rng = np.random.default_rng(7)
+    p = _off_the_edges(rng.uniform(size=300), 10)
+    y = (rng.uniform(size=p.size) < p**3).astype(int)
+    got = classwise_calibration_error(np.column_stack([1 - p, p]), y, n_bins=10)
+    assert got == pytest.approx(expected_calibration_error(p, y, n_bins=10), rel=1e-12)
+
+
+def test_classwise_is_zero_for_perfect_one_hot_predictions():
+    y = np.array([0, 2, 1, 2])
+    y_hat = np.eye(3)[y]
+    assert classwise_calibration_error(y_hat, y) == 0.0
+    assert classwise_calibration_error([[1.0], [1.0]], [0, 0]) == 0.0
+
+
+def test_classwise_dtypes_and_inputs_untouched():
+    y_hat = np.float32([[0.7, 0.3], [0.2, 0.8], [0.55, 0.45]])
+    y = np.array([0, 1, 1])
+    before = (y_hat.copy(), y.copy())
+    got32 = classwise_calibration_error(y_hat, y, n_bins=4)
+    got64 = classwise_calibration_error(y_hat.astype(np.float64), y, n_bins=4)
+    assert isinstance(got32, float)
+    assert got32 == pytest.approx(got64, rel=1e-6)
+    np.testing.assert_array_equal(y_hat, before[0])
+    np.testing.assert_array_equal(y, before[1])
+
+
+@pytest.mark.parametrize(
+    ("y_hat", "y", "n_bins", "error", "pattern"),
+    [
+        ([0.2, 0.8], [0, 1], 15, ValueError, r"y_hat must be 2-D"),
+        (np.empty((0, 3)), [], 15, ValueError, r"undefined for an empty batch"),
+        (GOOD_Y_HAT, [0, 2], 15, ValueError, r"y\[1\] = 2 is out of range"),
+        ([[0.7, 0.4], [0.4, 0.6]], [0, 1], 15, ValueError, r"y_hat\[0\] sums to"),
+        (GOOD_Y_HAT, [0.0, 1.0], 15, TypeError, r"y must hold integer class labels"),
+        (GOOD_Y_HAT, [0, 1], 0, ValueError, r"n_bins must be a positive integer"),
+        ([["a", "b"]], [0], 15, TypeError, r"y_hat must hold real numbers"),
+    ],
+)
+def test_classwise_contract(y_hat, y, n_bins, error, pattern):
+    with pytest.raises(error, match=pattern):
+        classwise_calibration_error(y_hat, y, n_bins=n_bins)
+
+
 # --------------------------------------------------------------------------
 # ECE and reliability curve: contract
 # --------------------------------------------------------------------------
-
-GOOD_Y_HAT = [[0.7, 0.3], [0.4, 0.6]]
 
 
 @pytest.mark.parametrize("func", [expected_calibration_error, reliability_curve])
@@ -216,7 +449,13 @@ GOOD_Y_HAT = [[0.7, 0.3], [0.4, 0.6]]
         ),
         (GOOD_Y_HAT, [0, 1], True, TypeError, r"n_bins .* got True"),
         (GOOD_Y_HAT, [0, 1], "5", TypeError, r"n_bins .* got '5'"),
-        ([0.7, 0.3], [0], 15, ValueError, r"y_hat must be 2-D"),
+        (
+            [[[0.7, 0.3]]],
+            [0],
+            15,
+            ValueError,
+            r"y_hat must be 1-D \(the probability of the positive class\) or 2-D",
+        ),
         ([[0.7, 0.4], [0.4, 0.6]], [0, 1], 15, ValueError, r"y_hat\[0\] sums to"),
         (
             [[1.2, 0.0], [0.4, 0.6]],

@@ -18,8 +18,10 @@ leaked warning fails the test that leaked it.
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
+import re
 import signal
 import threading
 import time
@@ -72,6 +74,12 @@ def _streamed_calls(z, y, q):
         "ce_labels_fallback": lambda: ct.cross_entropy_from_logits(z + 800.0, y),
         "ce_targets": lambda: ct.cross_entropy_from_logits(z, q),
         "grad_labels": lambda: ct.cross_entropy_grad(z, y),
+        "ce_options": lambda: ct.cross_entropy_from_logits(
+            z, y, weight=np.linspace(0.5, 2.0, z.shape[1]), label_smoothing=0.1
+        ),
+        "ce_k_dim": lambda: ct.cross_entropy_from_logits(
+            z.reshape(-1, 2, z.shape[1]).swapaxes(1, 2), y.reshape(-1, 2)
+        ),
     }
 
 
@@ -261,9 +269,9 @@ def test_break3_the_row_sum_check_leaks_no_warning(call, message):
 
 
 def test_break3_an_overflowing_soft_target_loss_is_inf_without_a_warning():
-    # The target row sums to 1 + 1e-8, within float64's tolerance of 1.5e-8,
-    # so it is valid, and the true loss, 1.797...e308 * (1 + 1e-8), is beyond
-    # float64's range: inf is its correctly rounded value.
+    # The target row sums to 1 + 1e-8, within the tolerance of 4.0e-6 for two
+    # classes, so it is valid, and the true loss, 1.797...e308 * (1 + 1e-8), is
+    # beyond float64's range: inf is its correctly rounded value.
     loss = ct.cross_entropy_from_logits([[0.0, -F64.max]], [[0.0, 1 + 1e-8]])
     assert loss[0] == np.inf
 
@@ -422,6 +430,231 @@ def test_break9_one_hot_refuses_a_matrix_beyond_memory(num_classes, size):
         rf"{num_classes} float64 entries, {size} bytes, more than",
     ):
         ct.one_hot([0], num_classes)
+
+
+# --------------------------------------------------------------------------
+# Issue 19: the third round. Each test failed on the code before the fix.
+# --------------------------------------------------------------------------
+
+LD = np.longdouble
+LONGDOUBLE_IS_WIDER = np.finfo(LD).eps < F64.eps
+needs_wide_longdouble = pytest.mark.skipif(
+    not LONGDOUBLE_IS_WIDER, reason="longdouble is float64 here"
+)
+TIMEDELTA_Y = np.array([1, 0], dtype="m8[s]")
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: ct.binary_cross_entropy([0.5, 0.5], TIMEDELTA_Y),
+        lambda: ct.binary_cross_entropy_from_logits([0.0, 0.0], TIMEDELTA_Y),
+        lambda: ct.binary_cross_entropy_grad([0.0, 0.0], TIMEDELTA_Y),
+    ],
+    ids=["probabilities", "logits", "grad"],
+)
+def test_round3_break1_timedelta_binary_targets_are_refused(call):
+    with pytest.raises(
+        TypeError,
+        match=r"y must hold bool, integer 0/1 or float targets in \[0, 1\], got "
+        r"dtype timedelta64\[s\]",
+    ):
+        call()
+
+
+# Every target argument, and the dtypes the one gate refuses for it.
+TARGET_ARGUMENTS = {
+    "labels_losses": lambda y: ct.cross_entropy([[0.5, 0.5], [0.5, 0.5]], y),
+    "labels_logits": lambda y: ct.cross_entropy_from_logits(np.zeros((2, 2)), y),
+    "labels_grad": lambda y: ct.cross_entropy_grad(np.zeros((2, 2)), y),
+    "one_hot": lambda y: ct.one_hot(y, 2),
+    "ece_top_label": lambda y: ct.expected_calibration_error([[1.0, 0.0]] * 2, y),
+    "ece_binary": lambda y: ct.expected_calibration_error([0.5, 0.5], y),
+    "classwise": lambda y: ct.classwise_calibration_error([[1.0, 0.0]] * 2, y),
+    "fit_temperature": lambda y: ct.fit_temperature([[1.0, 0.0], [0.0, 1.0]], y),
+    "binary": lambda y: ct.binary_cross_entropy_from_logits([0.0, 0.0], y),
+}
+REFUSED = {
+    "labels_losses": ["bool", "m8[s]", "M8[s]", "complex128", "U1", "O"],
+    "binary": ["m8[s]", "M8[s]", "complex128", "U1", "O"],
+    "ece_binary": ["float64", "m8[s]", "M8[s]", "complex128", "U1", "O"],
+}
+
+
+@pytest.mark.parametrize(
+    ("argument", "dtype"),
+    [
+        (argument, dtype)
+        for argument in TARGET_ARGUMENTS
+        for dtype in REFUSED.get(argument, REFUSED["labels_losses"])
+    ],
+)
+def test_round3_break1_one_dtype_gate_for_every_target_argument(argument, dtype):
+    y = np.array([1, 0]).astype(dtype) if dtype != "U1" else np.array(["1", "0"])
+    with pytest.raises(
+        TypeError, match=rf"^y must hold .*got dtype {re.escape(str(y.dtype))}"
+    ):
+        TARGET_ARGUMENTS[argument](y)
+
+
+@needs_wide_longdouble
+def test_round3_break2_longdouble_target_mass_is_not_cast_away():
+    tiny = np.array([LD("1e-4000")])  # 0 in float64
+    # A certain, wrong prediction of an event with mass 1e-4000: infinite.
+    assert ct.binary_cross_entropy_from_logits([-np.inf], tiny)[0] == np.inf
+    assert ct.binary_cross_entropy([0.0], tiny)[0] == np.inf
+    with pytest.raises(ValueError, match=r"z\[0\] = -inf contradicts y\[0\] = 1e-4000"):
+        ct.binary_cross_entropy_grad([-np.inf], tiny)
+    # The same for the negative outcome: 1 - y = 2**-62 > 0 in longdouble.
+    almost = np.array([1 - LD(2) ** -62])
+    assert ct.binary_cross_entropy_from_logits([np.inf], almost)[0] == np.inf
+    assert ct.binary_cross_entropy([1.0], almost)[0] == np.inf
+    pos_weight = np.array([LD("1e-4000")])
+    assert (
+        ct.binary_cross_entropy_from_logits([-np.inf], [1.0], pos_weight)[0] == np.inf
+    )
+
+
+def test_round3_break2_pos_weight_times_y_does_not_underflow_to_nothing():
+    assert ct.binary_cross_entropy_from_logits([-np.inf], [1e-200], [1e-200])[0] == (
+        np.inf
+    )
+    with pytest.raises(ValueError, match=r"contradicts"):
+        ct.binary_cross_entropy_grad([-np.inf], [1e-200], [1e-200])
+    # Finite: w y softplus(-z) = 1e-200 * 1e-200 * 1e308 = 1e-92, and the
+    # negative term softplus(-1e308) = 0.
+    loss = ct.binary_cross_entropy_from_logits([-1e308], [1e-200], [1e-200])[0]
+    with mpmath.workdps(DIGITS):
+        true = mpmath.mpf(1e-200) * mpmath.mpf(1e-200) * mpmath.mpf(1e308)
+        assert abs(mpmath.mpf(float(loss)) - true) <= 2 * F64.eps * true
+
+
+@needs_wide_longdouble
+def test_round3_break2_a_longdouble_pos_weight_beyond_float64_is_no_nan():
+    big = np.array([LD("1e400")])
+    # y = 0: the positive term has no mass, whatever its weight.
+    loss = ct.binary_cross_entropy_from_logits([0.0], [0.0], big)
+    assert loss[0] == pytest.approx(np.log(2), rel=1e-15)
+    # y = 1e-300: w y log 2 = 1e100 log 2, finite in float64.
+    loss = ct.binary_cross_entropy_from_logits([0.0], [1e-300], big)
+    assert loss[0] == pytest.approx(1e100 * np.log(2), rel=1e-15)
+    grad = ct.binary_cross_entropy_grad([0.0], [0.0], big, reduction="sum")
+    np.testing.assert_array_equal(grad, [0.5])
+
+
+@pytest.mark.parametrize(
+    ("call", "want"),
+    [
+        (
+            lambda: ct.binary_cross_entropy_from_logits(
+                np.float32([-3e38]), [1.0], pos_weight=[10.0]
+            ),
+            np.float32([np.inf]),
+        ),
+        (
+            lambda: ct.binary_cross_entropy_from_logits(
+                [-1e308, -1e308], [1.0, 1.0], reduction="sum"
+            ),
+            np.inf,
+        ),
+        (
+            lambda: ct.binary_cross_entropy_grad(
+                np.float32([-1.0]), [1.0], pos_weight=[1e39], reduction="sum"
+            ),
+            np.float32([-np.inf]),
+        ),
+        (
+            lambda: ct.binary_cross_entropy_from_logits(
+                np.float16([-60000.0]), [1.0], pos_weight=[1e300]
+            ),
+            np.float32([np.inf]),
+        ),
+        (
+            lambda: ct.cross_entropy_from_logits([[1e308, 0.0]] * 3, [1, 1, 1], "sum"),
+            np.inf,
+        ),
+        (
+            lambda: ct.cross_entropy_from_logits(
+                [[1e308, 0.0]] * 3, [[0.0, 1.0]] * 3, "sum"
+            ),
+            np.inf,
+        ),
+    ],
+    ids=["bce_cast", "bce_sum", "bce_grad_cast", "bce_float16", "ce_sum", "ce_sum_p"],
+)
+def test_round3_break3_overflow_is_inf_without_a_warning(call, want):
+    np.testing.assert_array_equal(call(), want)
+
+
+@pytest.mark.parametrize(
+    ("call", "want"),
+    [
+        (
+            lambda: ct.cross_entropy_from_logits([[1e308, 0.0]] * 3, [1] * 3, "mean"),
+            1e308,
+        ),
+        (
+            lambda: ct.cross_entropy_from_logits(
+                np.float32([[3e38, 0.0]] * 3), [1] * 3, "mean"
+            ),
+            np.float32(3e38),
+        ),
+        (
+            lambda: ct.cross_entropy_from_logits(
+                [[1e308, 0.0]] * 3 + [[0.0, 0.0]],
+                [1, 1, 1, -100],
+                "mean",
+                ignore_index=-100,
+            ),
+            1e308,
+        ),
+        (
+            lambda: ct.cross_entropy_from_logits(
+                [[1e308, 0.0]] * 3, [[0.0, 1.0]] * 3, "mean"
+            ),
+            1e308,
+        ),
+        (
+            lambda: ct.binary_cross_entropy_from_logits(
+                [-1e308] * 3, [1.0] * 3, reduction="mean"
+            ),
+            1e308,
+        ),
+    ],
+    ids=["float64", "float32", "ignore_index", "targets", "binary"],
+)
+def test_round3_break4_the_mean_of_finite_losses_is_finite(call, want):
+    got = call()
+    eps = float(np.finfo(got.dtype).eps)
+    assert got.dtype == np.asarray(want).dtype
+    assert float(got) == pytest.approx(float(want), rel=4 * eps)
+
+
+@pytest.mark.parametrize(
+    ("z", "scale"),
+    [
+        ([[0.0, -(2.0**1023)]] * 7, 2.0**1023),
+        ([[1e308, -1e308]] * 7, 2e308),
+        ([[-1e308, 1e308]] * 7, 2e308),
+    ],
+    ids=["difference_2_1023", "both_signs", "both_signs_swapped"],
+)
+def test_round3_break5_fit_temperature_at_the_float64_limit(z, scale):
+    # Six rows of seven have the first class (or the second, swapped) as the
+    # true one: p = 6/7 = sigmoid(d / T) at T = d / log 6, which is finite.
+    first = z[0][0] > z[0][1]
+    y = [0 if first else 1] * 6 + [1 if first else 0]
+    want = scale / math.log(6) if scale != 2e308 else 2 * (1e308 / math.log(6))
+    assert ct.fit_temperature(z, y) == pytest.approx(want, rel=1e-8)
+
+
+@needs_wide_longdouble
+def test_round3_messages_name_longdouble_values_as_they_are():
+    # f"{x}" rounds a longdouble to a Python float: -1e-4000 read "-0.0".
+    with pytest.raises(ValueError, match=r"p\[0\] = -1e-4000 is negative"):
+        ct.entropy(np.array([LD("-1e-4000"), LD(1)]))
+    with pytest.raises(ValueError, match=r"y_hat\[0\] = -1e-4000 is not in \[0, 1\]"):
+        ct.binary_cross_entropy(np.array([LD("-1e-4000")]), [1])
 
 
 # --------------------------------------------------------------------------

@@ -195,3 +195,75 @@ def test_eps_is_only_ever_machine_epsilon(page):
         f"{page}: eps names machine epsilon (book/notation.md); rename these:\n  "
         + "\n  ".join(problems)
     )
+
+
+# --------------------------------------------------------------------------
+# The glossary: one line per term, pointing to the term's home
+
+_GLOSSARY_BLOCK = re.compile(r"^```\{glossary\}\n(?P<body>.*?)^```", re.M | re.S)
+_HOME_LINK = re.compile(r"\{(?:ref|doc)\}`[^`]+`")
+
+
+def glossary_entries(text: str) -> list[tuple[str, list[str]]]:
+    """The (term, definition lines) of the ``glossary`` directives in ``text``.
+
+    A term starts at the left margin; its definition is the indented lines
+    below it, up to the next blank line.
+    """
+    entries: list[tuple[str, list[str]]] = []
+    for block in _GLOSSARY_BLOCK.finditer(text):
+        for paragraph in re.split(r"\n\s*\n", block["body"].strip("\n")):
+            lines = paragraph.splitlines()
+            if not lines or lines[0].startswith(":"):
+                continue  # a directive option such as :sorted:
+            entries.append((lines[0].strip(), [line.strip() for line in lines[1:]]))
+    return entries
+
+
+def glossary_problems(text: str) -> list[str]:
+    """Why the glossary ``text`` breaks the one-line, one-home rule, if it does."""
+    entries = glossary_entries(text)
+    problems = [] if entries else ["no glossary entries"]
+    terms = [term for term, _ in entries]
+    for term, definition in entries:
+        if len(definition) != 1:
+            problems.append(f"{term!r}: {len(definition)} lines, not one")
+        elif len(_HOME_LINK.findall(definition[0])) != 1:
+            problems.append(f"{term!r}: needs exactly one {{ref}} or {{doc}} link")
+    if len(set(map(str.casefold, terms))) != len(terms):
+        problems.append("a term is listed twice")
+    if terms != sorted(terms, key=str.casefold):
+        problems.append("terms are not in alphabetical order")
+    return problems
+
+
+_GOOD = (
+    "```{glossary}\n"
+    "entropy\n  Average surprise: {ref}`sec-a`.\n\n"
+    "logits\n  Raw scores: {doc}`b`.\n"
+    "```\n"
+)
+
+
+def test_glossary_checker_accepts_one_line_with_one_link():
+    assert glossary_problems(_GOOD) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (_GOOD.replace("surprise:", "surprise,\n  on average:"), "2 lines, not one"),
+        (_GOOD.replace("{ref}`sec-a`", "the entropy chapter"), "exactly one"),
+        (_GOOD.replace("logits", "entropy"), "listed twice"),
+        (_GOOD.replace("logits", "alpha"), "alphabetical"),
+        ("# No glossary here\n", "no glossary entries"),
+    ],
+)
+def test_glossary_checker_rejects(text, problem):
+    assert any(problem in p for p in glossary_problems(text)), glossary_problems(text)
+
+
+def test_each_glossary_entry_is_one_line_linking_to_its_home():
+    glossary = page_path("book/glossary")
+    problems = glossary_problems(glossary.read_text(encoding="utf-8"))
+    assert not problems, f"{glossary.name}:\n  " + "\n  ".join(problems)

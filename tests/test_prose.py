@@ -53,15 +53,10 @@ ALLOWLIST: dict[tuple[str, str], str] = {
 # done; do not add to it.
 PENDING: dict[str, set[str]] = {
     "numbers": {
-        "book/intro",
-        "book/classification",
-        "book/gradient",
         "book/binary",
-        "book/information_theory",
         "book/training",
         "book/why_cross_entropy",
         "book/calibration",
-        "book/in_practice",
     },
     "words": {"book/why_cross_entropy"},
     "eps": {"book/training"},  # tests/test_notation.py

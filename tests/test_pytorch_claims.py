@@ -46,6 +46,7 @@ Z = np.array(
 LABELS = np.array([0, 2, 2, 1])
 WEIGHT = np.array([1.0, 2.0, 0.25])
 KEEP = np.array([True, False, True, True])  # labels_ignore = [0, -100, 2, 1]
+LABELS_IGNORE = np.where(KEEP, LABELS, -100)
 P_SMOOTH = 0.9 * one_hot(LABELS, 3) + 0.1 / 3
 
 
@@ -90,10 +91,6 @@ def run_snippets(snippets: list[str]) -> tuple[dict[str, object], dict]:
 RESULTS, NAMESPACE = run_snippets(torch_snippets(PROSE))
 
 
-def _weighted_mean(losses, weights):
-    return (weights * losses).sum() / weights.sum()
-
-
 def _smoothed_weighted_terms():
     return (WEIGHT * P_SMOOTH * -log_softmax(Z)).sum(axis=1)
 
@@ -127,16 +124,23 @@ CLAIMS = {
     "F.cross_entropy(Z, labels)": (["0.8084"], LOSSES.mean()),
     "F.cross_entropy(Z, labels, weight=weight)": (
         ["0.8320"],
-        _weighted_mean(LOSSES, WEIGHT[LABELS]),
+        cross_entropy_from_logits(Z, LABELS, "mean", weight=WEIGHT),
+    ),
+    # weight's other rule: probability targets divide by N.
+    "F.cross_entropy(Z, onehot, weight=weight)": (
+        ["0.7280"],
+        cross_entropy_from_logits(Z, one_hot(LABELS, 3), "mean", weight=WEIGHT),
     ),
     "F.cross_entropy(Z, labels_ignore)": (["0.5607"], LOSSES[KEEP].mean()),
     "F.cross_entropy(Z, labels_ignore, weight=weight)": (
         ["0.7766"],
-        _weighted_mean(LOSSES[KEEP], WEIGHT[LABELS][KEEP]),
+        cross_entropy_from_logits(
+            Z, LABELS_IGNORE, "mean", weight=WEIGHT, ignore_index=-100
+        ),
     ),
     "F.cross_entropy(Z, labels, label_smoothing=0.1)": (
         ["0.8650"],
-        cross_entropy_from_logits(Z, P_SMOOTH, reduction="mean"),
+        cross_entropy_from_logits(Z, LABELS, reduction="mean", label_smoothing=0.1),
     ),
     "F.cross_entropy(Z, p_smooth)": (
         ["0.8650"],
@@ -144,11 +148,13 @@ CLAIMS = {
     ),
     "F.cross_entropy(Z, labels, label_smoothing=0.1, weight=weight)": (
         ["0.9093"],
-        _smoothed_weighted_terms().sum() / WEIGHT[LABELS].sum(),
+        cross_entropy_from_logits(
+            Z, LABELS, "mean", weight=WEIGHT, label_smoothing=0.1
+        ),
     ),
     "F.cross_entropy(Z, p_smooth, weight=weight)": (
         ["0.7957"],
-        _smoothed_weighted_terms().mean(),
+        cross_entropy_from_logits(Z, P_SMOOTH, "mean", weight=WEIGHT),
     ),
     "F.cross_entropy(logits, torch.tensor([0, 2], dtype=torch.uint8))": (
         ["1.4979"],
@@ -232,6 +238,19 @@ def test_ignored_examples_are_zero_and_all_ignored_is_nan():
     np.testing.assert_allclose(per_example.numpy(), expected, rtol=1e-13, atol=0)
     assert per_example[1].item() == 0.0
     assert math.isnan(RESULTS["F.cross_entropy(Z, torch.full((4,), -100))"].item())
+
+
+def test_the_two_mean_rules_of_weight():
+    # "the weighted mean divides by N, not by the targets' weights": the same
+    # weighted per-example losses, two means, in PyTorch and in ce_tutorial.
+    by_label = RESULTS["F.cross_entropy(Z, labels, weight=weight)"].item()
+    by_target = RESULTS["F.cross_entropy(Z, onehot, weight=weight)"].item()
+    weighted = WEIGHT[LABELS] * LOSSES
+    assert by_label == pytest.approx(weighted.sum() / WEIGHT[LABELS].sum(), rel=1e-14)
+    assert by_target == pytest.approx(weighted.mean(), rel=1e-14)
+    z, onehot, weight = (NAMESPACE[k] for k in ("Z", "onehot", "weight"))
+    per_example = F.cross_entropy(z, onehot, weight=weight, reduction="none")
+    np.testing.assert_allclose(per_example.numpy(), weighted, rtol=1e-13)
 
 
 def test_label_smoothing_and_probability_targets_agree_per_example():

@@ -229,30 +229,96 @@ def test_ragged_probabilities_are_rejected(f):
         f([[0.5, 0.5], [1.0]])
 
 
+# Every function that checks row sums, as f(rows) for rows of shape (N, C)
+# that must each be a distribution: predictions, target distributions, or both.
+def _labels_for(rows):
+    return np.zeros(rows.shape[0], dtype=np.int64)
+
+
+ROW_SUM_FUNCTIONS = [
+    pytest.param(lambda p: ct.likelihood(p, _labels_for(p)), id="likelihood"),
+    pytest.param(lambda p: ct.negative_log_likelihood(p, _labels_for(p)), id="nll"),
+    pytest.param(lambda p: ct.cross_entropy(p, _labels_for(p)), id="cross_entropy"),
+    pytest.param(
+        lambda p: ct.cross_entropy(np.full(p.shape, 1 / p.shape[1]), p),
+        id="ce_targets",
+    ),
+    pytest.param(
+        lambda p: ct.cross_entropy_from_logits(np.zeros(p.shape), p), id="from_logits"
+    ),
+    pytest.param(lambda p: ct.cross_entropy_grad(np.zeros(p.shape), p), id="grad"),
+    pytest.param(ct.entropy, id="entropy"),
+    pytest.param(lambda p: ct.kl_divergence(p, p), id="kl_p"),
+    pytest.param(
+        lambda p: ct.kl_divergence(np.full(p.shape, 1 / p.shape[1]), p), id="kl_q"
+    ),
+    pytest.param(lambda p: ct.expected_calibration_error(p, _labels_for(p)), id="ece"),
+    pytest.param(lambda p: ct.reliability_curve(p, _labels_for(p)), id="curve"),
+    pytest.param(
+        lambda p: ct.classwise_calibration_error(p, _labels_for(p)), id="classwise"
+    ),
+]
+
+
+def _tolerance(dtype, n_classes):
+    """The documented rule: (32 + sqrt(C)) eps, eps no finer than float32's."""
+    eps = max(np.finfo(np.float32).eps, np.finfo(dtype).eps)
+    return (32 + math.sqrt(n_classes)) * eps
+
+
+@pytest.mark.parametrize("f", ROW_SUM_FUNCTIONS)
+@pytest.mark.parametrize("n_classes", [2, 10, 1000])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16])
+def test_the_row_sum_rule_holds_in_every_function(f, n_classes, dtype):
+    tol = _tolerance(dtype, n_classes)
+    base = np.full((1, n_classes), 0.25 / (n_classes - 1))
+    base[0, 0] = 0.75
+
+    def row(offset):
+        r = base.copy()
+        r[0, 0] += offset
+        r = r.astype(dtype)
+        # The offset as the dtype rounds it, measured in float64.
+        return r, float(r.astype(np.float64).sum() - 1)
+
+    inside, off = row(0.9 * tol)
+    assert 0.8 * tol < off < tol
+    f(inside)  # accepted as is
+    for sign in (1, -1):
+        outside, off = row(sign * 1.1 * tol)
+        assert abs(off) > tol
+        with pytest.raises(ValueError, match=r"sums to .*not 1 \(tolerance"):
+            f(outside)
+
+
+@pytest.mark.parametrize("f", ROW_SUM_FUNCTIONS)
+def test_float32_softmax_rows_converted_to_float64_are_accepted(f):
+    # Issue 19: before the rule, 697 of these 1,000 rows were refused.
+    rng = np.random.default_rng(19)
+    z = rng.normal(scale=3.0, size=(1_000, 10)).astype(np.float32)
+    p32 = np.exp(z - z.max(axis=1, keepdims=True))
+    p32 /= p32.sum(axis=1, keepdims=True)
+    p = p32.astype(np.float64)
+    off = np.abs(p.sum(axis=1) - 1)
+    assert (off > math.sqrt(np.finfo(np.float64).eps)).sum() > 500
+    f(p)
+
+
+@pytest.mark.parametrize("f", ROW_SUM_FUNCTIONS)
+@pytest.mark.parametrize("n_classes", [2, 10, 1000, 50_257])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_row_sum_tolerance_is_sqrt_eps_of_the_dtype(dtype):
-    tol = math.sqrt(np.finfo(dtype).eps)
-    inside = np.array([[0.25, 0.75 + 0.9 * tol]], dtype=dtype)
-    outside = np.array([[0.25, 0.75 + 1.1 * tol]], dtype=dtype)
-    # Just inside the tolerance: accepted as is, not renormalised.
-    loss = ct.cross_entropy(inside, [0])
-    assert loss.dtype == dtype
-    assert loss[0] == -np.log(dtype(0.25))
-    # Just outside: rejected, not renormalised either.
-    with pytest.raises(ValueError, match=r"y_hat\[0\] sums to .*not 1"):
-        ct.cross_entropy(outside, [0])
-    # The same rule holds from below.
-    below = np.array([[0.25, 0.75 - 1.1 * tol]], dtype=dtype)
-    with pytest.raises(ValueError, match=r"y_hat\[0\] sums to"):
-        ct.likelihood(below, [0])
+def test_rows_off_by_1e_4_are_refused(f, n_classes, dtype):
+    p = np.full((1, n_classes), 1 / n_classes)
+    p[0, 0] += 1e-4
+    p = p.astype(dtype)
+    with pytest.raises(ValueError, match=r"\[0\] sums to .*not 1"):
+        f(p)
 
 
-def test_float32_tolerance_is_not_applied_to_float64():
-    # 1e-5 is inside float32's tolerance (3.5e-4) but not float64's (1.5e-8).
-    row = [[0.25, 0.75 + 1e-5]]
-    ct.cross_entropy(np.array(row, dtype=np.float32), [0])
-    with pytest.raises(ValueError, match=r"sums to"):
-        ct.cross_entropy(np.array(row, dtype=np.float64), [0])
+def test_the_tolerance_is_named_in_the_message():
+    tol = _tolerance(np.float64, 2)
+    with pytest.raises(ValueError, match=rf"tolerance {tol:.1e}\)"):
+        ct.cross_entropy([[0.5, 0.4]], [0])
 
 
 def test_integer_probabilities_compute_in_float64():
@@ -315,11 +381,35 @@ def test_scalar_logits_are_rejected(f):
 
 
 @pytest.mark.parametrize("f", LOSS_FROM_LOGITS)
-@pytest.mark.parametrize("shape", [(3,), (1, 2, 3)])
-def test_loss_logits_must_be_2d(f, shape):
-    pattern = rf"logits must be 2-D, .* got shape {re.escape(str(shape))}"
-    with pytest.raises(ValueError, match=pattern):
-        f(np.zeros(shape), [0])
+def test_loss_logits_must_be_at_least_2d(f):
+    pattern = r"logits must be 2-D, .* or of shape \(n_samples, n_classes, d1, "
+    with pytest.raises(ValueError, match=pattern + r".* got shape \(3,\)"):
+        f(np.zeros(3), [0])
+
+
+@pytest.mark.parametrize("f", LOSS_FROM_LOGITS)
+@pytest.mark.parametrize(
+    ("y", "pattern"),
+    [
+        (
+            [0],
+            r"y has shape \(1,\), but the logits have shape \(1, 2, 3\): "
+            r"expected integer labels of shape \(1, 3\) or target distributions of "
+            r"shape \(1, 2, 3\)",
+        ),
+        ([[0, 1]], r"y has shape \(1, 2\), but the logits .*labels of shape \(1, 3\)"),
+        (
+            np.zeros((1, 3, 2)),
+            r"y has shape \(1, 3, 2\), but the predictions have "
+            r"shape \(1, 2, 3\); target distributions must have the same shape",
+        ),
+        (np.zeros((1, 2, 3, 1)), r"y has shape \(1, 2, 3, 1\), but the logits"),
+        ([[0.0, 1.0, 0.0]], r"y must hold integer class labels, got dtype float64"),
+    ],
+)
+def test_k_dimensional_targets_must_match_the_logits(f, y, pattern):
+    with pytest.raises((ValueError, TypeError), match=pattern):
+        f(np.zeros((1, 2, 3)), y)
 
 
 # --- target distributions -----------------------------------------------------
