@@ -57,7 +57,6 @@ PENDING: dict[str, set[str]] = {
         "book/training",
         "book/why_cross_entropy",
         "book/calibration",
-        "book/streaming",
     },
     "words": {"book/why_cross_entropy"},
     "eps": {"book/training"},  # tests/test_notation.py
