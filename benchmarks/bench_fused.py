@@ -6,12 +6,16 @@ Run as a script (it is not a test: timings belong in a report, not in CI)::
     python benchmarks/bench_fused.py --threads 1      # one thread on each side
     python benchmarks/bench_fused.py --quick          # a seconds-long smoke run
 
-Two ways to compute the mean cross-entropy of ``features @ weight.T`` for
+Three contenders for the mean cross-entropy of ``features @ weight.T`` for
 integer labels, float32:
 
 - ``ce_tutorial``: :func:`ce_tutorial.linear_cross_entropy`, which works in
   chunks of rows and never holds the ``N x V`` logits; ``return_grad=True``
   for the forward and backward pass;
+- ``3 products``: the limit of any fused head, its three matrix products
+  alone, ``Z = H W^T``, ``G W`` and ``G^T H``, on the whole batch, in the same
+  BLAS with the same threads, into preallocated outputs (``G`` is ``Z`` itself:
+  only the time of the products counts); forward only, the first product;
 - ``torch``: the unfused path of a PyTorch training step on the CPU,
   ``F.cross_entropy(F.linear(h, W), y)`` then ``loss.backward()``; the
   forward-only case runs under ``torch.no_grad()`` (nothing saved for backward,
@@ -20,7 +24,10 @@ integer labels, float32:
 **Time.** For each shape, thread mode and pass (forward and backward, forward
 only) the two are timed round-robin in one run, alternating which goes first,
 with a pause before each call, and the medians are compared as ratios
-(ce_tutorial's time divided by torch's: below 1 is faster). "1 thread" limits
+(ce_tutorial's time divided by torch's, and by the three products': below 1
+is faster). The ratio to the products is also taken repeat by repeat, and its
+smallest and largest values are printed: on a shared machine the spread says
+how far to trust the median. "1 thread" limits
 NumPy's BLAS with ``threadpoolctl`` and PyTorch with ``torch.set_num_threads``;
 "default" leaves both libraries at their defaults (one thread per CPU). In the
 fused head BLAS owns every thread: the package's own pool is not used.
@@ -33,8 +40,9 @@ mark minus the bytes of the returned gradients, the same for both sides
 (``tracemalloc`` cannot see PyTorch's allocations). ``--plot`` draws it against
 the vocabulary size ``V``.
 
-The CPU model and flags (AVX2 and AVX-512 machines differ a lot) are printed
-with the results.
+The CPU model and flags (AVX2 and AVX-512 machines differ a lot), the BLAS
+and the load average are printed with the results, so that the output is a
+self-contained record.
 """
 
 from __future__ import annotations
@@ -59,7 +67,9 @@ try:
 except ImportError:  # torch is optional: it is never in requirements.txt
     torch = None
 
-SHAPES = [(2048, 512, 32000), (4096, 768, 50257)]
+# The issue's two shapes, and the word-level model of book/language_model.ipynb
+# (a batch of 2,048 tokens, 128 hidden features, a vocabulary of 6,405 words).
+SHAPES = [(2048, 512, 32000), (4096, 768, 50257), (2048, 128, 6405)]
 QUICK_SHAPES = [(64, 16, 500)]
 SWEEP_N, SWEEP_D = 2048, 512
 SWEEP_V = [4000, 8000, 16000, 32000, 50257]
@@ -110,8 +120,28 @@ def theirs(h, w, y, pass_: str) -> Call:
     return step
 
 
-def contenders(h, w, y, pass_: str) -> dict[str, Call]:
+def products(h, w, y, pass_: str) -> Call:
+    """The three matrix products of the head on the whole batch, nothing else."""
+    z = np.empty((h.shape[0], w.shape[0]), dtype=h.dtype)
+    grad_h, grad_w = np.empty_like(h), np.empty_like(w)
+
+    def forward():
+        np.matmul(h, w.T, out=z)
+        return (None,)
+
+    def step():
+        np.matmul(h, w.T, out=z)
+        np.matmul(z, w, out=grad_h)
+        np.matmul(z.T, h, out=grad_w)
+        return None, grad_h, grad_w
+
+    return forward if pass_ == "forward" else step
+
+
+def contenders(h, w, y, pass_: str, with_products: bool = True) -> dict[str, Call]:
     found = {"ce_tutorial": ours(h, w, y, pass_)}
+    if with_products:
+        found["3 products"] = products(h, w, y, pass_)
     if torch is not None:
         found["torch"] = theirs(h, w, y, pass_)
     return found
@@ -143,9 +173,10 @@ def _as_numpy(x) -> np.ndarray:
 
 def time_round_robin(
     calls: dict[str, Call], repeats: int, pause: float = PAUSE
-) -> dict[str, float]:
-    """Median wall time of each call; each repeat runs every call once, in a
-    rotating order, so that a slow spell of the shared machine hits all."""
+) -> dict[str, list[float]]:
+    """Wall times of each call, repeat by repeat; each repeat runs every call
+    once, in a rotating order, so that a slow spell of the shared machine hits
+    all."""
     names = list(calls)
     times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(repeats):
@@ -156,7 +187,7 @@ def time_round_robin(
             start = time.perf_counter()
             calls[name]()
             times[name].append(time.perf_counter() - start)
-    return {name: float(np.median(t)) for name, t in times.items()}
+    return times
 
 
 def run_shape(
@@ -169,7 +200,9 @@ def run_shape(
         for pass_ in PASSES:
             calls = contenders(h, w, y, pass_)
             results = {name: call() for name, call in calls.items()}  # warm-up
-            medians = time_round_robin(calls, repeats, pause)
+            times = time_round_robin(calls, repeats, pause)
+            medians = {name: float(np.median(t)) for name, t in times.items()}
+            per_repeat = np.array(times["ce_tutorial"]) / np.array(times["3 products"])
             row = {
                 "shape": (n, d, v),
                 "threads": threads,
@@ -177,8 +210,14 @@ def run_shape(
                 "seconds": medians,
                 "loss": float(results["ce_tutorial"][0]),
                 "ratio": None,
+                "ratio_products": medians["ce_tutorial"] / medians["3 products"],
+                "ratio_products_range": (
+                    float(per_repeat.min()),
+                    float(per_repeat.max()),
+                ),
                 "max_rel_diff": None,
             }
+            results.pop("3 products")
             if "torch" in results:
                 row["ratio"] = medians["ce_tutorial"] / medians["torch"]
                 diffs = [
@@ -210,10 +249,10 @@ def _status_kb(field: str) -> int:
 def measure_in_this_process(name: str, pass_: str, n: int, d: int, v: int) -> dict:
     """Peak extra resident memory of one call, in bytes, minus its gradients."""
     tiny = make_data(8, 4, 16, seed=1)
-    for call in contenders(*tiny, pass_).values():  # load and warm up the libraries
+    for call in contenders(*tiny, pass_, False).values():  # warm up the libraries
         call()
     h, w, y = make_data(n, d, v)
-    call = contenders(h, w, y, pass_)[name]
+    call = contenders(h, w, y, pass_, False)[name]
     gc.collect()
     with open("/proc/self/clear_refs", "w") as clear:
         clear.write("5")  # VmHWM := VmRSS
@@ -264,6 +303,7 @@ def describe_machine() -> str:
         f"{i['internal_api']} {i.get('version')} ({i['num_threads']} threads)"
         for i in threadpoolctl.threadpool_info()
     ]
+    load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",) * 3
     parts = [
         f"CPU: {info.get('Model name', 'unknown')}, family {info.get('CPU family')} "
         f"model {info.get('Model')}, {os.cpu_count()} CPUs",
@@ -272,24 +312,30 @@ def describe_machine() -> str:
         f"torch {torch.__version__ if torch is not None else 'absent'} "
         f"(default threads {_TORCH_DEFAULT_THREADS})",
         f"thread pools: {'; '.join(blas)}",
+        f"load average (1, 5, 15 min) at the start: {load[0]:.2f} {load[1]:.2f} "
+        f"{load[2]:.2f}, on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
     ]
     return "\n".join(parts)
 
 
 def format_rows(rows: Sequence[dict]) -> str:
     lines = [
-        f"{'N x d x V':>20} {'threads':>7} {'pass':>16} {'ours s':>8} "
-        f"{'torch s':>8} {'ratio':>6} {'max rel diff':>12}"
+        f"{'N x d x V':>16} {'threads':>7} {'pass':>16} {'ours s':>8} "
+        f"{'3 prod s':>8} {'torch s':>8} {'ours/3prod':>10} {'(range)':>11} "
+        f"{'ours/torch':>10} {'max rel diff':>12}"
     ]
     for row in rows:
         n, d, v = row["shape"]
         t = row["seconds"]
         torch_s = f"{t['torch']:8.3f}" if "torch" in t else f"{'n/a':>8}"
         ratio = "n/a" if row["ratio"] is None else f"{row['ratio']:.2f}"
+        low, high = row["ratio_products_range"]
         diff = "n/a" if row["max_rel_diff"] is None else f"{row['max_rel_diff']:.1e}"
         lines.append(
-            f"{f'{n}x{d}x{v}':>20} {row['threads']:>7} {row['pass']:>16} "
-            f"{t['ce_tutorial']:8.3f} {torch_s} {ratio:>6} {diff:>12}"
+            f"{f'{n}x{d}x{v}':>16} {row['threads']:>7} {row['pass']:>16} "
+            f"{t['ce_tutorial']:8.3f} {t['3 products']:8.3f} {torch_s} "
+            f"{row['ratio_products']:10.2f} {f'{low:.2f}-{high:.2f}':>11} "
+            f"{ratio:>10} {diff:>12}"
         )
     return "\n".join(lines)
 

@@ -116,6 +116,9 @@ def test_fused_harness_smoke_run_agrees_with_torch_when_present():
     want = float(ce_tutorial.linear_cross_entropy(h, w, y))
     for row in rows:
         assert row["loss"] == pytest.approx(want, rel=1e-6)
+        assert row["seconds"]["3 products"] > 0 and row["ratio_products"] > 0
+        low, high = row["ratio_products_range"]
+        assert low <= row["ratio_products"] <= high
         if fused.torch is not None:
             assert row["max_rel_diff"] < 1e-5
             assert row["ratio"] > 0

@@ -52,9 +52,7 @@ ALLOWLIST: dict[tuple[str, str], str] = {
 # suite until it is taken off this list. The list is empty when issue 17 is
 # done; do not add to it.
 PENDING: dict[str, set[str]] = {
-    "numbers": {
-        "book/streaming",
-    },
+    "numbers": set(),
     "words": set(),
     "eps": set(),  # tests/test_notation.py
 }
