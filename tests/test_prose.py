@@ -52,14 +52,9 @@ ALLOWLIST: dict[tuple[str, str], str] = {
 # suite until it is taken off this list. The list is empty when issue 17 is
 # done; do not add to it.
 PENDING: dict[str, set[str]] = {
-    "numbers": {
-        "book/binary",
-        "book/training",
-        "book/why_cross_entropy",
-        "book/calibration",
-    },
-    "words": {"book/why_cross_entropy"},
-    "eps": {"book/training"},  # tests/test_notation.py
+    "numbers": set(),
+    "words": set(),
+    "eps": set(),  # tests/test_notation.py
 }
 
 # The most words of prose a page may have: a chapter a learner reads in one
