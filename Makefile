@@ -13,14 +13,16 @@ STAMP := $(VENV)/.requirements-installed
 book: $(STAMP)
 	$(BIN)/jupyter-book build . -n -W --keep-going --all
 
+# pytest-xdist runs the tests on one worker per CPU, plus one: each notebook,
+# each test module and the browser tests as a whole stay on one worker, in
+# order (see conftest.py), and the browser tests, which mostly wait for
+# Chromium, take the extra worker.
+WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 1) + 1 )))
+
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest
-
-lint: $(STAMP)
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest -n $(WORKERS) --dist loadscope
 
 # Open the chapters in JupyterLab, with the pinned environment as the kernel.
 lab: $(STAMP)

@@ -210,3 +210,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     if _SUMMARY in config.stash:
         terminalreporter.write_sep("-", "browser tests")
         terminalreporter.write_line(config.stash[_SUMMARY])
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Under pytest-xdist, hand the summary to the controller (see the
+    repository's conftest.py), whose terminal the reader sees."""
+    config = session.config
+    if hasattr(config, "workeroutput") and _SUMMARY in config.stash:
+        config.workeroutput["ce_tutorial_browser_summary"] = config.stash[_SUMMARY]
