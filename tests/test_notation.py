@@ -21,7 +21,7 @@ import re
 
 import pytest
 
-from .test_prose import page_path, pages_for
+from .test_prose import page_path, pages_for, read_page, toc_pages
 
 # 2**-k for bfloat16 (7), float16 (10), float32 (23), float64 (52),
 # x87 extended (63) and binary128 (112).
@@ -267,3 +267,88 @@ def test_each_glossary_entry_is_one_line_linking_to_its_home():
     glossary = page_path("book/glossary")
     problems = glossary_problems(glossary.read_text(encoding="utf-8"))
     assert not problems, f"{glossary.name}:\n  " + "\n  ".join(problems)
+
+
+# --------------------------------------------------------------------------
+# Symbols: every letter a chapter's mathematics uses is on the Notation page
+#
+# This checks the mechanical half of the Notation page's promise: that a
+# symbol a chapter writes is listed at all. Whether it keeps the one meaning
+# listed there is for a reader to judge. A symbol is a single letter, Latin
+# or Greek (``\ell`` included), read with its typeface: ``x``, bold ``x``,
+# calligraphic ``B`` and blackboard ``E`` are four symbols. Accents (``\hat``,
+# ``\tilde``, ``\bar``) and subscripts do not make new symbols, and words set
+# upright (``\text``, ``\operatorname``, ``\mathrm``, ``\texttt``) are names,
+# not symbols.
+
+_GREEK = (
+    "alpha beta gamma delta epsilon varepsilon zeta eta theta kappa lambda mu nu "
+    "xi pi rho sigma tau phi varphi chi psi omega Gamma Delta Theta Lambda Xi Pi "
+    "Sigma Phi Psi Omega ell"
+).split()
+# Inline mathematics may run over a line break, never over a blank line.
+_MATH = re.compile(
+    r"\$\$(.+?)\$\$|\$((?:[^$\n]|\n(?!\s*\n))+?)\$|^```\{math\}\n(.*?)^```", re.S | re.M
+)
+_INLINE_CODE = re.compile(r"``?[^`]*``?")
+_WORDS = re.compile(r"\\(?:text\w*|operatorname|mathrm|label|tag)\s*\{[^{}]*\}")
+_FACE = re.compile(r"\\(mathbf|boldsymbol|mathcal|mathbb)\s*\{\s*(\\?[A-Za-z]+)\s*\}")
+_TOKEN = re.compile(
+    r"(?P<face>@(?:mathbf|boldsymbol|mathcal|mathbb):\\?[A-Za-z]+)"
+    r"|\\(?P<command>[A-Za-z]+)"
+    r"|(?<![A-Za-z])(?P<letter>[A-Za-z])(?![A-Za-z])"
+)
+
+
+def math_symbols(markdown: str) -> set[str]:
+    """The letters used as symbols in the mathematics of ``markdown``.
+
+    Bold letters come back as ``bold x``, calligraphic and blackboard ones as
+    ``cal B`` and ``bb E``, Greek ones by name (``\\alpha``).
+    """
+    found: set[str] = set()
+    markdown = _INLINE_CODE.sub(" ", markdown)
+    for match in _MATH.finditer(markdown):
+        tex = _WORDS.sub(" ", next(g for g in match.groups() if g is not None))
+        tex = _FACE.sub(lambda m: f" @{m[1]}:{m[2]} ", tex)
+        for token in _TOKEN.finditer(tex):
+            if token["face"]:
+                face, letter = token["face"][1:].split(":")
+                face = "bold" if face in ("mathbf", "boldsymbol") else face[4:]
+                found.add(f"{face} {letter}")
+            elif token["command"] in _GREEK:
+                found.add("\\" + token["command"])
+            elif token["letter"]:
+                found.add(token["letter"])
+    return found
+
+
+def test_math_symbols_reads_typefaces_and_skips_words():
+    text = (
+        r"Let $\hat{\mathbf{y}} = \operatorname{softmax}(\mathbf{z} / T)$ and "
+        r"$\mathrm{KL}(p \,\|\, q) \ge 0$, with $\mathcal{B}$ and $\ell_{\text{focal}}$"
+        " and `$not math$`:\n$$\n\\mathbb{E}[L_{\\mathcal{B}}] = \\alpha\n$$ (eq-x)\n"
+    )
+    assert math_symbols(text) == {
+        "bold y",
+        "bold z",
+        "T",
+        "p",
+        "q",
+        "cal B",
+        "\\ell",
+        "bb E",
+        "L",
+        "\\alpha",
+    }
+
+
+@pytest.mark.parametrize("page", [p for p in toc_pages() if p != "book/notation"])
+def test_every_symbol_of_a_chapter_is_on_the_notation_page(page):
+    listed = math_symbols(page_path("book/notation").read_text(encoding="utf-8"))
+    prose, _ = read_page(page_path(page))
+    missing = sorted(math_symbols(prose) - listed)
+    assert not missing, (
+        f"{page} uses symbols that book/notation.md does not list: {missing}; "
+        "add a row for each, with one meaning"
+    )
