@@ -539,7 +539,7 @@ def _accumulate(
     hc = head.h[start:stop]
     out = grads.h[start:stop]
     with np.errstate(over="ignore", invalid="ignore"):  # NaN checked at the end
-        np.matmul(g, head.w, out=out)
+        _grad_features(g, head.w, out, grads.partial)
         if coef is not None:
             out *= coef[:, None]
             hc = hc * coef[:, None]
@@ -553,6 +553,22 @@ def _accumulate(
             grads.w[v : v + step] += block
         if grads.bias is not None:
             grads.bias += np.add.reduce(g, axis=0) if coef is None else coef @ g
+
+
+def _grad_features(g: np.ndarray, w: np.ndarray, out: np.ndarray, scratch) -> None:
+    """``out <- g @ w``, computed as ``(w.T @ g.T).T`` when ``scratch`` has room.
+
+    Both are the same product; OpenBLAS threads the second one better for a
+    chunk of few rows and a long inner dimension ``V``, and much better when
+    another process holds a core (see benchmarks/README.md). The transpose
+    back into ``out`` is a pass over ``R x d`` numbers, not ``R x V``.
+    """
+    if scratch.size < out.size:
+        np.matmul(g, w, out=out)
+        return
+    transposed = scratch.reshape(-1)[: out.size].reshape(out.shape[::-1])
+    np.matmul(w.T, g.T, out=transposed)
+    out[...] = transposed.T
 
 
 class _Total:
