@@ -528,31 +528,46 @@ def _accumulate(
     r"""Add the chunk's share, :math:`G_g W` and :math:`G_g^\top \Phi_g`.
 
     :math:`G_g W` is written straight into its rows of ``grad_features``.
-    :math:`G_g^\top \Phi_g` is added into ``grad_weight`` one slice of
-    vocabulary rows at a time (the first chunk writes it directly), so that no
-    :math:`V \times d` temporary is made. The bias's gradient gains the
-    column sums of :math:`G_g`. If ``coef`` is given, :math:`G_g` is the
-    buffer ``g`` with row ``i`` multiplied by ``coef[i]``: the rows of
-    :math:`G_g W` are scaled after the product, and those of :math:`\Phi_g`
-    before the other.
+    The first chunk writes :math:`G_g^\top \Phi_g` into ``grad_weight`` in
+    one product; the others add theirs one slice of vocabulary rows at a
+    time, so that no :math:`V \times d` temporary is made. The bias's
+    gradient gains the column sums of :math:`G_g`. If ``coef`` is given,
+    :math:`G_g` is the buffer ``g`` with row ``i`` multiplied by ``coef[i]``:
+    the rows of :math:`G_g W` are scaled after the product, and those of
+    :math:`\Phi_g` before the other.
     """
     hc = head.h[start:stop]
     out = grads.h[start:stop]
     with np.errstate(over="ignore", invalid="ignore"):  # NaN checked at the end
-        np.matmul(g, head.w, out=out)
+        _grad_features(g, head.w, out, grads.partial)
         if coef is not None:
             out *= coef[:, None]
             hc = hc * coef[:, None]
+        if start == 0:  # one product, straight into grad_weight
+            np.matmul(g.T, hc, out=grads.w)
         step = grads.slice_rows
-        for v in range(0, g.shape[1], step):
-            if start == 0:
-                np.matmul(g[:, v : v + step].T, hc, out=grads.w[v : v + step])
-                continue
+        for v in range(0, g.shape[1] if start else 0, step):
             block = grads.partial[: min(step, g.shape[1] - v)]
             np.matmul(g[:, v : v + step].T, hc, out=block)
             grads.w[v : v + step] += block
         if grads.bias is not None:
             grads.bias += np.add.reduce(g, axis=0) if coef is None else coef @ g
+
+
+def _grad_features(g: np.ndarray, w: np.ndarray, out: np.ndarray, scratch) -> None:
+    """``out <- g @ w``, computed as ``(w.T @ g.T).T`` when ``scratch`` has room.
+
+    Both are the same product; OpenBLAS threads the second one better for a
+    chunk of few rows and a long inner dimension ``V``, and much better when
+    another process holds a core (see benchmarks/README.md). The transpose
+    back into ``out`` is a pass over ``R x d`` numbers, not ``R x V``.
+    """
+    if scratch.size < out.size:
+        np.matmul(g, w, out=out)
+        return
+    transposed = scratch.reshape(-1)[: out.size].reshape(out.shape[::-1])
+    np.matmul(w.T, g.T, out=transposed)
+    out[...] = transposed.T
 
 
 class _Total:
@@ -730,8 +745,8 @@ def linear_cross_entropy(
 
     :math:`G_g W` is written straight into its rows of ``grad_features``.
     :math:`G_g^\top \Phi_g` is added into ``grad_weight`` one slice of
-    vocabulary rows at a time (the first chunk writes it directly), so no
-    :math:`V \times d` temporary is made. A slice has
+    vocabulary rows at a time (the first chunk writes it directly, in one
+    product), so no :math:`V \times d` temporary is made. A slice has
     :math:`v = \max(1, \min(\lceil V/16 \rceil, \lfloor R V / (8 d) \rfloor))`
     rows, at most an eighth of the chunk buffer.
 
