@@ -400,8 +400,10 @@ def test_chunk_rows(n, v, itemsize, d, rows):
     [
         (256, 32000, 2048, 500, 64),  # an eighth of the buffer
         (187, 32000, 512, 1460, 22),
-        (64, 16000, 64, 1000, 16),  # a sixteenth of V
-        (64, 17, 64, 2, 9),  # ceil(17 / 16) = 2 rows: nine slices, not sixteen
+        (64, 16000, 64, 2000, 8),  # an eighth of the buffer, not a quarter of V
+        (256, 1000, 16, 250, 4),  # a quarter of V
+        (64, 17, 4, 5, 4),  # ceil(17 / 4) = 5 rows: four slices
+        (64, 17, 64, 2, 9),  # an eighth of the buffer: 2 rows, nine slices
     ],
 )
 def test_vocab_slices(rows, v, d, width, n_slices):
