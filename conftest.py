@@ -24,7 +24,9 @@ def unit_of_work(nodeid: str) -> str:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
-    if config.getvalue("dist") != "loadscope":
+    # Also for plain `-n N` (dist "load"), which would otherwise send one
+    # notebook's cells to different kernels.
+    if config.getvalue("dist") not in ("load", "loadscope", "loadfile"):
         return None
     from xdist.scheduler import LoadScopeScheduling
 
