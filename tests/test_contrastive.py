@@ -15,6 +15,7 @@ import ce_tutorial as ct
 from ce_tutorial import info_nce
 
 from . import strategies as cst
+from .differences import central_differences
 from .reference import DIGITS, exact_mpf
 
 EPS64 = np.finfo(np.float64).eps
@@ -199,15 +200,9 @@ def test_gradients_match_central_differences(
     def loss(qq, kk):
         return info_nce(qq, kk, temperature, normalize, symmetric, reduction)
 
-    for x, grad, which in ((q, grad_q, 0), (k, grad_k, 1)):
-        numerical = np.zeros_like(x)
-        for index in np.ndindex(*x.shape):
-            up, down = x.copy(), x.copy()
-            up[index] += h
-            down[index] -= h
-            args_up = (up, k) if which == 0 else (q, up)
-            args_down = (down, k) if which == 0 else (q, down)
-            numerical[index] = (loss(*args_up) - loss(*args_down)) / (2 * h)
+    numerical_q = central_differences(lambda qq: loss(qq, k), q, h)
+    numerical_k = central_differences(lambda kk: loss(q, kk), k, h)
+    for grad, numerical in ((grad_q, numerical_q), (grad_k, numerical_k)):
         # Rounding of the loss over 2h, and the h^2 truncation: the loss's
         # third derivative is at most about 1 / (T^3 |x|^3), with |x| >= 0.1.
         size = info_nce(q, k, temperature, normalize, symmetric, "sum") + len(q)

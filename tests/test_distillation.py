@@ -14,6 +14,7 @@ import ce_tutorial as ct
 from ce_tutorial import distillation_grad, distillation_loss
 
 from . import strategies as cst
+from .differences import central_differences
 from .reference import DIGITS, exact_mpf
 
 EPS64 = np.finfo(np.float64).eps
@@ -195,12 +196,7 @@ def test_gradient_matches_central_differences(pair, temperature, reduction):
     def loss(z):
         return distillation_loss(z, t, temperature, reduced)
 
-    numerical = np.zeros_like(s)
-    for index in np.ndindex(*s.shape):
-        up, down = s.copy(), s.copy()
-        up[index] += h
-        down[index] -= h
-        numerical[index] = (loss(up) - loss(down)) / (2 * h)
+    numerical = central_differences(loss, s, h)
     # Rounding in loss(up) - loss(down), over 2h, plus the h^2 truncation
     # (the third derivative is at most about 1 / T).
     size = distillation_loss(s, t, temperature, "sum") + s.size
