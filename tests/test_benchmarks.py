@@ -117,12 +117,18 @@ def test_fused_harness_smoke_run_agrees_with_torch_when_present():
     for row in rows:
         assert row["loss"] == pytest.approx(want, rel=1e-6)
         assert row["seconds"]["3 products"] > 0 and row["ratio_products"] > 0
+        assert row["seconds"]["chunked products"] > 0 and row["ratio_chunked"] > 0
         low, high = row["ratio_products_range"]
         assert low <= row["ratio_products"] <= high
         if fused.torch is not None:
             assert row["max_rel_diff"] < 1e-5
             assert row["ratio"] > 0
     assert "64x16x500" in fused.format_rows(rows)
+    # The chunked products compute what the whole-batch ones do (G = Z in both).
+    whole = fused.products(h, w, y, "forward+backward")()
+    chunked = fused.chunked_products(h, w, y, "forward+backward")()
+    for a, b in zip(chunked[1:], whole[1:], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.abs(b).max())
     if not os.access("/proc/self/clear_refs", os.W_OK):
         return  # the resident-set measurement needs Linux's /proc
     record = fused.measure_in_this_process(
