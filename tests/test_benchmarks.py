@@ -136,3 +136,13 @@ def test_fused_harness_smoke_run_agrees_with_torch_when_present():
     )
     assert record["returned"] == (64 + 500) * 16 * 4  # both gradients, float32
     assert record["logits"] == 64 * 500 * 4
+
+
+def test_compare_fused_loads_an_old_module_beside_the_new():
+    compare = _load_script(HARNESS.parent / "compare_fused.py")
+    old = compare.load_old(str(pathlib.Path(ce_tutorial.__file__).parent / "_fused.py"))
+    assert old is not compare.new
+    line = compare.compare(old, 64, 16, 500, threads=1, repeats=1)
+    fields = line.split()
+    assert fields[0] == "64x16x500" and fields[1] == "1"
+    assert float(fields[-2]) == 0.0  # the same code gives the same answers
