@@ -17,9 +17,9 @@ integer labels, float32:
   BLAS with the same threads, into preallocated outputs (``G`` is ``Z`` itself:
   only the time of the products counts); forward only, the first product;
 - ``chunked products``: the same three products made the way
-  ``linear_cross_entropy`` makes them, in its chunks of rows (a ``V x R``
-  buffer of transposed logits, ``G W`` transposed, ``G^T H`` added into
-  ``grad_weight`` one slice of vocabulary rows at a time), and nothing else:
+  ``linear_cross_entropy`` makes them, in its chunks of rows (an ``R x V``
+  buffer, ``G W`` computed transposed, ``G^T H`` added into ``grad_weight``
+  one slice of vocabulary rows at a time), and nothing else:
   no exponential, no check. Its ratio to ``3 products`` is what the chunks
   that the memory rule allows cost by themselves; ``ce_tutorial``'s ratio to
   it is the fused head's own work;
@@ -151,7 +151,7 @@ def chunked_products(h, w, y, pass_: str) -> Call:
     (n, d), v = h.shape, w.shape[0]
     rows = _fused.chunk_rows(n, v, h.dtype.itemsize, d)
     step = _fused.vocab_block_rows(rows, v, d)
-    buffer = np.empty(min(rows, n) * v, dtype=h.dtype)
+    buffer = np.empty((min(rows, n), v), dtype=h.dtype)
     partial = np.empty((min(step, v), d), dtype=h.dtype)
     grad_h, grad_w = np.empty_like(h), np.empty_like(w)
 
@@ -159,22 +159,22 @@ def chunked_products(h, w, y, pass_: str) -> Call:
         for start in range(0, n, rows):
             stop = min(start + rows, n)
             hc = h[start:stop]
-            g = buffer[: v * (stop - start)].reshape(v, stop - start)
-            np.matmul(w, hc.T, out=g)
+            g = buffer[: stop - start]
+            np.matmul(hc, w.T, out=g)
             if not backward:
                 continue
             transposed = partial.reshape(-1)[: hc.size].reshape(d, stop - start)
             if partial.size >= hc.size:
-                np.matmul(w.T, g, out=transposed)
+                np.matmul(w.T, g.T, out=transposed)
                 grad_h[start:stop] = transposed.T
             else:
-                np.matmul(g.T, w, out=grad_h[start:stop])
+                np.matmul(g, w, out=grad_h[start:stop])
             if start == 0:
-                np.matmul(g, hc, out=grad_w)
+                np.matmul(g.T, hc, out=grad_w)
                 continue
             for k in range(0, v, step):
                 block = partial[: min(step, v - k)]
-                np.matmul(g[k : k + step], hc, out=block)
+                np.matmul(g[:, k : k + step].T, hc, out=block)
                 grad_w[k : k + step] += block
         return (None,) if not backward else (None, grad_h, grad_w)
 

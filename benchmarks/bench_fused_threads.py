@@ -6,15 +6,11 @@ Run as a script (timings belong in a report, not in CI)::
     python benchmarks/bench_fused_threads.py --busy      # one core held by a spinner
 
 For one chunk of each shape of ``bench_fused.py`` (``R`` rows, the chunk
-``linear_cross_entropy`` takes), it times the products of the chunk the ways
+``linear_cross_entropy`` takes), it times the products of the chunk the way
 the fused head can make them, at one and at two BLAS threads
-(``threadpoolctl``), as the minimum and the median of ``--repeats`` calls.
-The fused head keeps a chunk's logits, and then their gradient, transposed,
-in a ``V x R`` buffer ``g``; "(used)" marks the form it uses:
+(``threadpoolctl``), as the minimum and the median of ``--repeats`` calls:
 
-- the logits: ``W @ h.T`` into the ``V x R`` buffer, and ``h @ W.T`` into an
-  ``R x V`` one (the same numbers);
-- ``G W``: ``g.T @ w`` (the ``R x d`` result directly) and ``(w.T @ g).T``
+- ``G W``: ``g @ w`` (the ``R x d`` result directly) and ``(w.T @ g.T).T``
   (the same numbers, computed transposed into a ``d x R`` scratch and
   copied back), the product with the long inner dimension ``V``;
 - ``G^T H`` in vocabulary slices of the size the fused head uses, and in
@@ -63,28 +59,25 @@ def contenders(n: int, d: int, v: int) -> dict[str, Callable[[], object]]:
     rows = _fused.chunk_rows(n, v, 4, d)
     step = _fused.vocab_block_rows(rows, v, d)
     rng = np.random.default_rng(0)
-    g = rng.random((v, rows), dtype=np.float32)  # the V x R buffer, transposed
-    g_rows = np.ascontiguousarray(g.T)  # the same numbers, R x V
+    g = rng.random((rows, v), dtype=np.float32)
     h = rng.standard_normal((rows, d), dtype=np.float32)
     w = rng.standard_normal((v, d), dtype=np.float32)
     out, scratch = np.empty((rows, d), np.float32), np.empty((d, rows), np.float32)
     grad_w = np.empty((v, d), np.float32)
 
     def transposed():
-        np.matmul(w.T, g, out=scratch)
+        np.matmul(w.T, g.T, out=scratch)
         out[...] = scratch.T
 
     def slices():
         for k in range(0, v, step):
-            np.matmul(g[k : k + step], h, out=grad_w[k : k + step])
+            np.matmul(g[:, k : k + step].T, h, out=grad_w[k : k + step])
 
     return {
-        f"Z: W @ h.T, V x {rows} (used)": lambda: np.matmul(w, h.T, out=g),
-        f"Z: h @ W.T, {rows} x V": lambda: np.matmul(h, w.T, out=g_rows),
-        "G W: g.T @ w": lambda: np.matmul(g.T, w, out=out),
-        "G W: (w.T @ g).T (used)": transposed,
-        f"G^T H: {len(range(0, v, step))} slices (used)": slices,
-        "G^T H: 1 call": lambda: np.matmul(g, h, out=grad_w),
+        f"G W: g @ w ({rows} rows)": lambda: np.matmul(g, w, out=out),
+        "G W: (w.T @ g.T).T": transposed,
+        f"G^T H: {len(range(0, v, step))} slices": slices,
+        "G^T H: 1 call": lambda: np.matmul(g.T, h, out=grad_w),
     }
 
 

@@ -11,10 +11,15 @@ module of the installed package, beside the current one, so both run in the
 same process on the same arrays. For each shape and thread count (1 and 2
 BLAS threads, ``threadpoolctl``) the three contenders, the old and the new
 ``linear_cross_entropy(..., return_grad=True)`` and ``bench_fused.py``'s
-``3 products``, are timed round-robin (the order reversed every other
-repeat, 0.2 s of rest before each call), and the medians are printed with
-their ratio to the products. A change is judged by ``new / old`` in the same
-run: on a shared machine, runs at different times differ more than that.
+``3 products``, are timed in the order products, old, products, new (new
+first every other repeat), 0.2 s of rest before each call, and the medians
+are printed with their ratio to the products. Each version of the head
+runs right after the products, never after the other version: the products
+write a full ``N x V`` array, and whatever runs next starts with the caches
+and the memory that leaves (a call right after them measured up to 6 %
+slower than the same code after another call). A change is judged by
+``new / old`` in the same run: on a shared machine, runs at different times
+differ more than that.
 The largest difference between the old and the new answers, relative to the
 largest entry of each output, is printed too.
 """
@@ -56,9 +61,10 @@ def compare(old, n: int, d: int, v: int, threads: int, repeats: int) -> str:
     times: dict[str, list[float]] = {name: [] for name in calls}
     with threadpool_limits(threads, user_api="blas"):
         answers = {name: calls[name]() for name in ("old", "new")}
+        calls["3 products"]()
         for r in range(repeats):
-            order = list(calls) if r % 2 == 0 else list(calls)[::-1]
-            for name in order:
+            heads = ("old", "new") if r % 2 == 0 else ("new", "old")
+            for name in ("3 products", heads[0], "3 products", heads[1]):
                 time.sleep(0.2)
                 start = time.perf_counter()
                 calls[name]()

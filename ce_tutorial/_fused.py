@@ -52,15 +52,12 @@ from ._validation import (
 __all__ = ["linear_cross_entropy"]
 
 # The memory budget of the one chunk buffer, which holds a chunk's logits (and
-# then, in place, their gradient), transposed: V x R, one column per row of
-# the chunk (the whole call measured 1-5 % faster in this layout than with an
-# R x V buffer, see benchmarks/README.md). Large chunks keep the three matrix
-# products efficient: each product of a chunk repacks all of W inside BLAS, a
-# cost that a chunk of few rows does not amortise. The cap of
-# 1/MAX_CHUNK_FRACTION of the rows keeps the buffer under a tenth of the N x V
-# logits, and all the memory of the call (buffer, grad_weight slice, vectors)
-# under an eighth; when d is large, a chunk may still have up to
-# d/WIDTH_PER_CHUNK_ROW rows, a buffer of
+# then, in place, their gradient). Large chunks keep the three matrix products
+# efficient: each product of a chunk repacks all of W inside BLAS, a cost that
+# a chunk of few rows does not amortise. The cap of 1/MAX_CHUNK_FRACTION of the
+# rows keeps the buffer under a tenth of the N x V logits, and all the memory of
+# the call (buffer, grad_weight slice, vectors) under an eighth; when d is
+# large, a chunk may still have up to d/WIDTH_PER_CHUNK_ROW rows, a buffer of
 # at most an eighth of the V x d weights, because a chunk of few rows makes the
 # grad_weight update (inner dimension = the chunk's rows) slow. Constants,
 # never changed at run time: the module has no mutable state.
@@ -76,15 +73,11 @@ WIDTH_PER_CHUNK_ROW = 8
 # shapes (6 slices per chunk at 2048 x 128 x 6405 where 16 made 16).
 VOCAB_BLOCKS = 4
 # The scale of each row of the logits' gradient is applied to the chunk's
-# features (R x d) instead of the buffer (V x R) when V >= FOLD_WIDTH * d.
+# features (R x d) instead of the buffer (R x V) when V >= FOLD_WIDTH * d.
 FOLD_WIDTH = 16
 # With soft-capping, the capped logits are exponentiated in blocks of at most
-# 1/CAP_BLOCKS of the vocabulary, into one scratch array of that size.
+# 1/CAP_BLOCKS of a chunk's rows, into one scratch array of that size.
 CAP_BLOCKS = 16
-# Each example's sum of exponentials runs down a column of the V x R buffer:
-# first over blocks of SUM_BLOCK vocabulary rows, then over the blocks' sums,
-# so that no sum adds up more than max(SUM_BLOCK, V / SUM_BLOCK) terms in a row.
-SUM_BLOCK = 128
 
 
 def chunk_rows(n_rows: int, vocab: int, itemsize: int, d: int = 0) -> int:
@@ -331,13 +324,12 @@ class _Rows:
 
 
 def _chunk_logits(head: _Head, start: int, stop: int, z: np.ndarray) -> None:
-    """Write the chunk's logits, transposed, into ``z`` (``V x R``): ``W h^T +
-    b``, or with soft-capping ``tanh((W h^T + b) / c)``, the capped logits
-    divided by ``c``. Column ``i`` holds the logits of the chunk's row ``i``."""
+    """Write the chunk's logits into ``z``: ``h W^T + b``, or with soft-capping
+    ``tanh((h W^T + b) / c)``, the capped logits divided by ``c``."""
     with np.errstate(over="ignore", invalid="ignore"):  # checked by the forward
-        np.matmul(head.w, head.h[start:stop].T, out=z)
+        np.matmul(head.h[start:stop], head.w.T, out=z)
         if head.bias is not None:
-            z += head.bias[:, None]
+            z += head.bias
         if head.softcap is not None:
             z /= head.dtype.type(head.softcap)
             np.tanh(z, out=z)
@@ -364,61 +356,49 @@ def _shifts(head: _Head, m: np.ndarray, true: np.ndarray, local) -> np.ndarray:
     return np.where(far, m, head.dtype.type(0))
 
 
-def _capped_exp(head, t, shift, shifted, v0, v1, out) -> np.ndarray:
-    """``exp(c t - shift)`` of the vocabulary rows ``v0:v1`` of the capped
-    logits ``t``, in the flat scratch array ``out``."""
-    e = out[: (v1 - v0) * t.shape[1]].reshape(v1 - v0, t.shape[1])
-    np.multiply(t[v0:v1], head.dtype.type(head.softcap), out=e)
+def _capped_exp(head, t, shift, shifted, r0, r1, out) -> np.ndarray:
+    """``exp(c t - shift)`` of rows ``r0:r1`` of the capped logits ``t``."""
+    e = out[: r1 - r0]
+    np.multiply(t[r0:r1], head.dtype.type(head.softcap), out=e)
     # z - shift below -max is -inf, whose exp, 0, is the right answer.
     with np.errstate(over="ignore", under="ignore"):
         if shifted:
-            e -= shift
+            e -= shift[r0:r1, None]
         return np.exp(e, out=e)
 
 
-def _vocab_blocks(vocab: int) -> list[tuple[int, int]]:
-    """Contiguous blocks of at most ``ceil(vocab / CAP_BLOCKS)`` vocabulary rows."""
-    step = max(1, -(-vocab // CAP_BLOCKS))
-    return [(v0, min(v0 + step, vocab)) for v0 in range(0, vocab, step)]
-
-
-def _column_sums(z: np.ndarray) -> np.ndarray:
-    """The sum of each column of ``z``, in two levels: blocks of
-    ``SUM_BLOCK`` rows, then the blocks' sums (NumPy adds down a column one
-    row at a time, so one pass over ``V`` rows would chain ``V`` roundings)."""
-    full = z.shape[0] // SUM_BLOCK * SUM_BLOCK
-    if full == 0:
-        return np.add.reduce(z, axis=0)
-    blocks = z[:full].reshape(-1, SUM_BLOCK, z.shape[1])
-    total = np.add.reduce(np.add.reduce(blocks, axis=1), axis=0)
-    if full < z.shape[0]:
-        total += np.add.reduce(z[full:], axis=0)
-    return total
+def _row_blocks(n_rows: int) -> list[tuple[int, int]]:
+    """Contiguous blocks of at most ``ceil(n_rows / CAP_BLOCKS)`` rows."""
+    step = max(1, -(-n_rows // CAP_BLOCKS))
+    return [(r0, min(r0 + step, n_rows)) for r0 in range(0, n_rows, step)]
 
 
 def _exp_rest(head, z, shift, shifted, rows, scratch) -> np.ndarray:
-    """Sum ``exp(z_j - shift)`` over each column but its true class.
+    """Sum ``exp(z_j - shift)`` over each row but its true class.
 
     Without soft-capping, ``z`` is exponentiated in place (the true class's
     entry left at 0, for the backward pass). With it, ``z`` keeps the capped
-    logits and the exponentials go through ``scratch``, a few vocabulary rows
-    at a time.
+    logits and the exponentials go through ``scratch``, a few rows at a time.
     """
     local, picked = rows
     if head.softcap is None:
         # z - shift below -max is -inf, whose exp, 0, is the right answer.
         with np.errstate(over="ignore", under="ignore"):
             if shifted:
-                z -= shift
+                z -= shift[:, None]
             np.exp(z, out=z)
-        z[picked, local] = 0.0
-        return _column_sums(z)
-    rest = np.zeros(z.shape[1], dtype=head.dtype)
-    for v0, v1 in _vocab_blocks(z.shape[0]):
-        e = _capped_exp(head, z, shift, shifted, v0, v1, scratch)
-        inside = (picked >= v0) & (picked < v1)
-        e[picked[inside] - v0, local[inside]] = 0.0
-        rest += _column_sums(e)
+        z[local, picked] = 0.0
+        return np.add.reduce(z, axis=1)
+    rest = np.empty(z.shape[0], dtype=head.dtype)
+    label = np.zeros(z.shape[0], dtype=np.intp)  # any column, for skipped rows
+    label[local] = picked
+    kept = np.zeros(z.shape[0], dtype=bool)
+    kept[local] = True
+    for r0, r1 in _row_blocks(z.shape[0]):
+        e = _capped_exp(head, z, shift, shifted, r0, r1, scratch)
+        inside = np.flatnonzero(kept[r0:r1])
+        e[inside, label[r0:r1][inside]] = 0.0
+        np.add.reduce(e, axis=1, out=rest[r0:r1])
     return rest
 
 
@@ -436,18 +416,18 @@ def _chunk_forward(head: _Head, z: np.ndarray, start: int, stop: int, scratch) -
     local = np.flatnonzero(keep)
     picked = head.labels[start:stop][keep]
     cap = dtype.type(1 if head.softcap is None else head.softcap)
-    t_true = z[picked, local]
+    t_true = z[local, picked]
     true = t_true * cap
     bound = head.bounds[start:stop].max(initial=0)
     if (
         head.softcap is None
-        and bound <= bound_limit(dtype, z.shape[0])
+        and bound <= bound_limit(dtype, z.shape[1])
         and not (true < -unshifted_limit(dtype)).any()
     ):
         # Every logit is known to be small: no maximum, no shift, no overflow.
-        shift, shifted = np.zeros(z.shape[1], dtype=dtype), False
+        shift, shifted = np.zeros(z.shape[0], dtype=dtype), False
     else:
-        m = z.max(axis=0) * cap
+        m = z.max(axis=1) * cap
         if not (np.isfinite(m).all() and np.isfinite(true).all()):
             bad = ~np.isfinite(m)
             bad[local] |= ~np.isfinite(true)
@@ -480,9 +460,8 @@ def _chunk_forward(head: _Head, z: np.ndarray, start: int, stop: int, scratch) -
 def _chunk_backward(
     head: _Head, z: np.ndarray, rows: _Rows, scratch
 ) -> np.ndarray | None:
-    r"""Turn the chunk's buffer into :math:`G^\top`, the transpose of
-    :math:`G = \partial L / \partial Z`, or into :math:`G^\top` with its
-    columns divided by ``coef``, which is then returned.
+    r"""Turn the chunk's buffer into :math:`G = \partial L / \partial Z`, or
+    into :math:`G` with its rows divided by ``coef``, which is then returned.
 
     Row :math:`i` of :math:`G` is :math:`c_i \bigl((1 + 2\lambda \,
     \mathrm{lse}_i) \operatorname{softmax}(\mathbf{z}^{(i)}) -
@@ -502,34 +481,33 @@ def _chunk_backward(
     with np.errstate(over="ignore", invalid="ignore"):
         total = rows.e_true + rows.rest
         factor = 1 + 2 * head.z_loss * rows.lse
-        coef = np.zeros(z.shape[1], dtype=dtype)
+        coef = np.zeros(z.shape[0], dtype=dtype)
         coef[rows.local] = head.scale * factor / total
         g_true = (2 * head.z_loss * rows.lse * rows.e_true - rows.rest) / factor
         g_true = g_true.astype(dtype)
         if head.softcap is not None:
             _capped_backward(head, z, rows, coef, scratch)
             g_true *= coef[rows.local] * (1 - rows.t_true * rows.t_true)
-            z[rows.picked, rows.local] = g_true
+            z[rows.local, rows.picked] = g_true
             return None
-        z[rows.picked, rows.local] = g_true
+        z[rows.local, rows.picked] = g_true
         # Folding needs a scaled copy of the chunk's features, R x d: only
-        # when that is small next to the buffer. Column i of the buffer sums
-        # to about S_i, so a product with W stays finite when S_i max|W| does.
-        small = FOLD_WIDTH * head.h.shape[1] <= z.shape[0]
+        # when that is small next to the buffer. Row i of the buffer sums to
+        # about S_i, so a product with W stays finite when S_i max|W| does.
+        small = FOLD_WIDTH * head.h.shape[1] <= z.shape[1]
         if small and 4 * float(total.max(initial=0)) * head.w_max < np.finfo(dtype).max:
             return coef
-        z *= coef  # each column by its row's scale; NaN is checked at the end
+        z *= coef[:, None]  # NaN, if any, is checked at the end
     return None
 
 
 def _capped_backward(head, t, rows, coef, scratch) -> None:
-    """``t <- coef * exp(c t - shift) * (1 - t^2)``, a few vocabulary rows at a
-    time."""
+    """``t <- coef * exp(c t - shift) * (1 - t^2)``, a few rows at a time."""
     shifted = bool(rows.shift.any())
-    for v0, v1 in _vocab_blocks(t.shape[0]):
-        e = _capped_exp(head, t, rows.shift, shifted, v0, v1, scratch)
-        e *= coef
-        block = t[v0:v1]
+    for r0, r1 in _row_blocks(t.shape[0]):
+        e = _capped_exp(head, t, rows.shift, shifted, r0, r1, scratch)
+        e *= coef[r0:r1, None]
+        block = t[r0:r1]
         np.multiply(block, block, out=block)
         np.subtract(head.dtype.type(1), block, out=block)
         block *= e
@@ -555,11 +533,10 @@ def _accumulate(
     The first chunk writes :math:`G_g^\top \Phi_g` into ``grad_weight`` in
     one product; the others add theirs one slice of vocabulary rows at a
     time, so that no :math:`V \times d` temporary is made. The bias's
-    gradient gains the column sums of :math:`G_g`. The buffer ``g`` holds
-    :math:`G_g^\top` (``V x R``); if ``coef`` is given, :math:`G_g^\top` is
-    ``g`` with column ``i`` multiplied by ``coef[i]``: the rows of
-    :math:`G_g W` are scaled after the product, and those of :math:`\Phi_g`
-    before the other.
+    gradient gains the column sums of :math:`G_g`. If ``coef`` is given,
+    :math:`G_g` is the buffer ``g`` with row ``i`` multiplied by ``coef[i]``:
+    the rows of :math:`G_g W` are scaled after the product, and those of
+    :math:`\Phi_g` before the other.
     """
     hc = head.h[start:stop]
     out = grads.h[start:stop]
@@ -569,31 +546,29 @@ def _accumulate(
             out *= coef[:, None]
             hc = hc * coef[:, None]
         if start == 0:  # one product, straight into grad_weight
-            np.matmul(g, hc, out=grads.w)
+            np.matmul(g.T, hc, out=grads.w)
         step = grads.slice_rows
-        for v in range(0, g.shape[0] if start else 0, step):
-            block = grads.partial[: min(step, g.shape[0] - v)]
-            np.matmul(g[v : v + step], hc, out=block)
+        for v in range(0, g.shape[1] if start else 0, step):
+            block = grads.partial[: min(step, g.shape[1] - v)]
+            np.matmul(g[:, v : v + step].T, hc, out=block)
             grads.w[v : v + step] += block
         if grads.bias is not None:
-            grads.bias += np.add.reduce(g, axis=1) if coef is None else g @ coef
+            grads.bias += np.add.reduce(g, axis=0) if coef is None else coef @ g
 
 
 def _grad_features(g: np.ndarray, w: np.ndarray, out: np.ndarray, scratch) -> None:
-    """``out <- g.T @ w`` for the ``V x R`` buffer ``g``, computed as
-    ``(w.T @ g).T`` when ``scratch`` has room.
+    """``out <- g @ w``, computed as ``(w.T @ g.T).T`` when ``scratch`` has room.
 
-    Both are the same product. On one thread the first is about 3 % faster
-    at d = 512; on two, OpenBLAS threads the second far better when another
-    process holds a core (twice as fast at 4096 x 768 x 50257, see
-    benchmarks/README.md), so the second is used. The transpose back into
-    ``out`` is a pass over ``R x d`` numbers, not ``R x V``.
+    Both are the same product; OpenBLAS threads the second one better for a
+    chunk of few rows and a long inner dimension ``V``, and much better when
+    another process holds a core (see benchmarks/README.md). The transpose
+    back into ``out`` is a pass over ``R x d`` numbers, not ``R x V``.
     """
     if scratch.size < out.size:
-        np.matmul(g.T, w, out=out)
+        np.matmul(g, w, out=out)
         return
     transposed = scratch.reshape(-1)[: out.size].reshape(out.shape[::-1])
-    np.matmul(w.T, g, out=transposed)
+    np.matmul(w.T, g.T, out=transposed)
     out[...] = transposed.T
 
 
@@ -745,12 +720,9 @@ def linear_cross_entropy(
     -----
     **The chunks.** The rows are taken in chunks :math:`\mathcal{I}_g` of at
     most :math:`R` rows (the blocks of the streaming loss). For chunk
-    :math:`g`, one buffer of :math:`V \times R` numbers receives the
-    transposed logits :math:`Z_g^\top = W \Phi_g^\top`, where :math:`\Phi_g`
-    stacks the chunk's features :math:`\mathbf{h}^{(i)}` as rows, and the
-    bias: one column per example (in this layout the whole call measured a
-    few percent faster than with the logits :math:`\Phi_g W^\top` row by
-    row). Each row's loss
+    :math:`g`, one buffer of :math:`R \times V` numbers receives the logits
+    :math:`Z_g = \Phi_g W^\top`, where :math:`\Phi_g` stacks the chunk's
+    features :math:`\mathbf{h}^{(i)}` as rows, and the bias. Each row's loss
     is computed from :math:`t = z_y - \text{shift}` and the sum :math:`r` of
     :math:`e^{z_k - \text{shift}}` over the other classes, as
     :math:`\log(1 + r e^{-t})` with ``log1p``, the form
@@ -759,10 +731,8 @@ def linear_cross_entropy(
     \log s` would round it to 0. The shift is 0 when the row's largest logit
     :math:`m` and :math:`z_y` lie within :math:`\log(\text{max}) / 4` of 0
     (88.7 / 4 in float32), which saves a pass; otherwise it is :math:`m`.
-    The sum :math:`r` runs down a column in two levels, over blocks of 128
-    entries and then over the blocks' sums. With ``return_grad``, the buffer
-    is then turned in place into the (transposed) gradient with respect to
-    the logits,
+    With ``return_grad``, the buffer is then turned in place into the
+    gradient with respect to the logits,
 
     .. math:: G_g = c \, \bigl((1 + 2 \lambda \log Z) \operatorname{softmax}(Z_g)
         - \operatorname{onehot}(y_g)\bigr),
@@ -785,7 +755,7 @@ def linear_cross_entropy(
     **Soft-capping.** With ``softcap`` :math:`= c`, the buffer holds
     :math:`t = \tanh(u / c)` of the raw logits :math:`u`, the logits are
     :math:`c\,t`, and their exponentials go through a scratch array of
-    :math:`\lceil V / 16 \rceil` vocabulary rows. The chain rule multiplies
+    :math:`\lceil R / 16 \rceil` rows. The chain rule multiplies
     :math:`G_g` by :math:`\partial (c \tanh(u/c)) / \partial u = 1 - t^2`.
 
     **Skipped rows.** Rows whose label is ``ignore_index`` are still checked:
@@ -811,9 +781,8 @@ def linear_cross_entropy(
     few rows make the ``grad_weight`` update slow. The extra memory beyond
     the returned arrays is that buffer, one slice of the ``grad_weight``
     update (at most an eighth of the buffer, or one row of :math:`W` if that
-    is more), the block sums of the exponentials (a 128th of the buffer),
-    with ``softcap`` a scratch array of a sixteenth of the buffer, a few
-    vectors of length :math:`N` and some 100 kB of small objects. When
+    is more), with ``softcap`` a scratch array of a sixteenth of the buffer,
+    a few vectors of length :math:`N` and some 100 kB of small objects. When
     :math:`N \ge 1024`, :math:`N \ge 2d` and :math:`V \ge 1000`, the buffer
     is at most :math:`\lceil N/11 \rceil / N \le 1/11 + 1/N` of the logits,
     and the whole under an eighth (the 64 MiB budget only lowers it). For
@@ -901,11 +870,10 @@ def linear_cross_entropy(
     head = _prepare(features, weight, y, bias, reduction, ignore_index, lam, cap)
     (n, d), vocab, dtype = head.h.shape, head.w.shape[0], head.dtype
     rows = chunk_rows(n, vocab, dtype.itemsize, d)
-    # Flat, so that every chunk's V x R view is C-contiguous, the last too.
-    buffer = np.empty(min(rows, n) * vocab, dtype=dtype)
+    buffer = np.empty((min(rows, n), vocab), dtype=dtype)
     scratch = None
     if cap is not None:
-        scratch = np.empty(_vocab_blocks(vocab)[0][1] * min(rows, n), dtype=dtype)
+        scratch = np.empty((_row_blocks(min(rows, n))[0][1], vocab), dtype=dtype)
     losses = np.zeros(n, dtype=dtype) if reduction == "none" else None
     total = _Total(head.wide)
     grads = None
@@ -920,7 +888,7 @@ def linear_cross_entropy(
         )
     for start in range(0, n, rows):
         stop = min(start + rows, n)
-        z = buffer[: vocab * (stop - start)].reshape(vocab, stop - start)
+        z = buffer[: stop - start]
         _chunk_logits(head, start, stop, z)
         found = _chunk_forward(head, z, start, stop, scratch)
         total.add(found.losses)
