@@ -163,12 +163,7 @@ def chunked_products(h, w, y, pass_: str) -> Call:
             np.matmul(hc, w.T, out=g)
             if not backward:
                 continue
-            transposed = partial.reshape(-1)[: hc.size].reshape(d, stop - start)
-            if partial.size >= hc.size:
-                np.matmul(w.T, g.T, out=transposed)
-                grad_h[start:stop] = transposed.T
-            else:
-                np.matmul(g, w, out=grad_h[start:stop])
+            _fused._grad_features(g, w, grad_h[start:stop], partial)
             if start == 0:
                 np.matmul(g.T, hc, out=grad_w)
                 continue
@@ -227,6 +222,25 @@ def time_round_robin(
         order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
             gc.collect()
+            time.sleep(pause)
+            start = time.perf_counter()
+            calls[name]()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def time_after_products(
+    calls: dict, heads: Sequence, repeats: int, pause: float = PAUSE
+) -> dict:
+    """Wall times of ``calls[head]`` for each head, each call right after one
+    of ``calls["3 products"]`` (also timed), the heads' order reversed every
+    other repeat. A call that follows the products, which write a full
+    ``N x V`` array, measured up to 6 % slower than after another call: this
+    order gives every head the same predecessor."""
+    times: dict = {name: [] for name in ("3 products", *heads)}
+    for r in range(repeats):
+        order = list(heads) if r % 2 == 0 else list(heads)[::-1]
+        for name in [x for head in order for x in ("3 products", head)]:
             time.sleep(pause)
             start = time.perf_counter()
             calls[name]()

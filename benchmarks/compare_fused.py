@@ -39,7 +39,7 @@ from threadpoolctl import threadpool_limits
 import ce_tutorial._fused as new
 
 sys.path.insert(0, os.path.dirname(__file__))
-from bench_fused import SHAPES, make_data, products
+from bench_fused import SHAPES, make_data, products, time_after_products
 
 
 def load_old(path: str):
@@ -58,17 +58,10 @@ def compare(old, n: int, d: int, v: int, threads: int, repeats: int) -> str:
         "old": lambda: old.linear_cross_entropy(h, w, y, return_grad=True),
         "new": lambda: new.linear_cross_entropy(h, w, y, return_grad=True),
     }
-    times: dict[str, list[float]] = {name: [] for name in calls}
     with threadpool_limits(threads, user_api="blas"):
         answers = {name: calls[name]() for name in ("old", "new")}
         calls["3 products"]()
-        for r in range(repeats):
-            heads = ("old", "new") if r % 2 == 0 else ("new", "old")
-            for name in ("3 products", heads[0], "3 products", heads[1]):
-                time.sleep(0.2)
-                start = time.perf_counter()
-                calls[name]()
-                times[name].append(time.perf_counter() - start)
+        times = time_after_products(calls, ("old", "new"), repeats)
     diff = max(
         float(np.max(np.abs(np.asarray(a) - np.asarray(b))) / np.max(np.abs(b)))
         for a, b in zip(answers["old"], answers["new"], strict=True)

@@ -37,7 +37,7 @@ from threadpoolctl import threadpool_limits
 from ce_tutorial import _fused, linear_cross_entropy
 
 sys.path.insert(0, os.path.dirname(__file__))
-from bench_fused import SHAPES, make_data, products
+from bench_fused import SHAPES, make_data, products, time_after_products
 
 
 def with_fraction(fraction: int, call):
@@ -73,18 +73,10 @@ def sweep(n, d, v, fractions: Sequence[int], threads: int, repeats: int) -> str:
         calls[k] = lambda k=k: with_fraction(
             k, lambda: linear_cross_entropy(h, w, y, return_grad=True)
         )
-    times = {name: [] for name in calls}
     with threadpool_limits(threads, user_api="blas"):
         for call in calls.values():
             call()
-        for r in range(repeats):
-            # Each head runs right after the products (see compare_fused.py).
-            heads = list(fractions) if r % 2 == 0 else list(fractions)[::-1]
-            for name in [x for k in heads for x in ("3 products", k)]:
-                time.sleep(0.2)
-                start = time.perf_counter()
-                calls[name]()
-                times[name].append(time.perf_counter() - start)
+        times = time_after_products(calls, fractions, repeats)
     base = float(np.median(times["3 products"]))
     cells = []
     for k in fractions:
@@ -98,7 +90,13 @@ def sweep(n, d, v, fractions: Sequence[int], threads: int, repeats: int) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fractions", type=int, nargs="+", default=[11, 8, 6, 4])
+    parser.add_argument(
+        "--fractions",
+        type=int,
+        nargs="+",
+        default=[_fused.MAX_CHUNK_FRACTION, 8, 6, 4],
+        help="k in chunks of N/k rows (default: the package's rule first)",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
     print(
