@@ -156,3 +156,29 @@ def test_sweep_chunk_fraction_restores_the_rule():
     assert sweep._fused.MAX_CHUNK_FRACTION == rule  # the experiment left no trace
     h, w, y = sweep.make_data(64, 16, 500)
     assert 0 < sweep.memory_share(h, w, y, 4) < 1
+
+
+def test_accumulating_gemm_matches_the_package_and_restores_it():
+    gemm = _load_script(HARNESS.parent / "accumulating_gemm.py")
+    try:
+        gemm.numpy_sgemm()
+    except RuntimeError as error:
+        pytest.skip(str(error))  # NumPy linked to another BLAS (e.g. Accelerate)
+    saved = gemm._fused._accumulate
+    h, w, y = gemm.make_data(64, 16, 500)
+    _, grad_h, grad_w = ce_tutorial.linear_cross_entropy(h, w, y, return_grad=True)
+    _, acc_h, acc_w = gemm.ours_beta1(h, w, y)()
+    assert gemm._fused._accumulate is saved  # the experiment left no trace
+    np.testing.assert_array_equal(acc_h, grad_h)
+    np.testing.assert_allclose(
+        acc_w, grad_w, rtol=1e-5, atol=1e-6 * np.abs(grad_w).max()
+    )
+    _, chunk_h, chunk_w = gemm.chunked_beta1(h, w, y)()
+    logits = h @ w.T  # chunked_beta1 makes the three products and nothing else
+    for got, expected in ((chunk_h, logits @ w), (chunk_w, logits.T @ h)):
+        scale = np.abs(expected).max()
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * scale)
+    with pytest.raises(ValueError, match="grad_w must be C-contiguous float32"):
+        gemm.add_product(grad_w.astype(np.float64), h @ w.T, h, 1.0)
+    line = gemm.compare(64, 16, 500, threads=1, repeats=1)
+    assert line.split()[0] == "64x16x500"
