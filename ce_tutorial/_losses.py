@@ -110,6 +110,11 @@ def _target_error(q: np.ndarray, offset: int = 0, name: str = "y"):
     return find_value_error(q, name, tol, offset, upper=False)
 
 
+# likelihood and negative_log_likelihood take labels only: their dtype error
+# must not suggest target distributions, which they refuse.
+LABELS_ONLY_HINT = " (labels only; for target distributions use cross_entropy)"
+
+
 def _labels_only(y: npt.ArrayLike, n_samples: int, n_classes: int) -> np.ndarray:
     """Labels ``y`` of shape (n_samples,), dtype and shape checked, not values."""
     arr = as_labels(y, "y")
@@ -118,7 +123,7 @@ def _labels_only(y: npt.ArrayLike, n_samples: int, n_classes: int) -> np.ndarray
             f"y must be integer class labels of shape (n_samples,), got shape "
             f"{arr.shape}"
         )
-    check_label_dtype_and_shape(arr, n_samples)
+    check_label_dtype_and_shape(arr, n_samples, hint=LABELS_ONLY_HINT)
     return arr
 
 
@@ -180,10 +185,11 @@ def one_hot(y: npt.ArrayLike, num_classes: int) -> np.ndarray:
 def likelihood(y_hat: npt.ArrayLike, y: npt.ArrayLike) -> np.floating:
     r"""The probability a model gives to all the observed labels at once.
 
-    Under the assumption that examples are independent,
+    Under the assumption that each label depends only on its own input and
+    the labels are independent given the inputs,
 
-    .. math:: P(Y \mid X) = \prod_{i=1}^{n} P(y^{(i)} \mid x^{(i)})
-        = \prod_{i=1}^{n} \hat{y}_{i, y_i}.
+    .. math:: P(Y \mid X) = \prod_{i=0}^{N-1} P(y^{(i)} \mid \mathbf{x}^{(i)})
+        = \prod_{i=0}^{N-1} \hat{y}^{(i)}_{y^{(i)}}.
 
     Parameters
     ----------
@@ -224,7 +230,7 @@ def likelihood(y_hat: npt.ArrayLike, y: npt.ArrayLike) -> np.floating:
 def negative_log_likelihood(y_hat: npt.ArrayLike, y: npt.ArrayLike) -> np.floating:
     r"""The negative log of :func:`likelihood`, computed as a sum of logs.
 
-    .. math:: -\log P(Y \mid X) = \sum_{i=1}^{n} -\log \hat{y}_{i, y_i}.
+    .. math:: -\log P(Y \mid X) = \sum_{i=0}^{N-1} -\log \hat{y}^{(i)}_{y^{(i)}}.
 
     Parameters
     ----------
@@ -269,8 +275,9 @@ def cross_entropy(
     r"""The cross-entropy loss of predicted probabilities.
 
     For integer labels, the loss of example :math:`i` is
-    :math:`-\log \hat{y}_{i, y_i}`; for target distributions :math:`q`, it is
-    :math:`-\sum_j q_{ij} \log \hat{y}_{ij}`, with :math:`0 \log 0 = 0`.
+    :math:`-\log \hat{y}^{(i)}_{y^{(i)}}`; for target distributions
+    :math:`\mathbf{p}^{(i)}`, it is :math:`-\sum_j p^{(i)}_j \log \hat{y}^{(i)}_j`,
+    with :math:`0 \log 0 = 0`.
 
     Parameters
     ----------

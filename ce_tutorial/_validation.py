@@ -385,14 +385,20 @@ def check_target_dtype(
         raise TypeError(f"{name} must hold {what}, got dtype {y.dtype}{hint}")
 
 
-def check_label_dtype_and_shape(y: np.ndarray, n_samples: int, name: str = "y"):
-    """``y`` must hold integers (not bool, not timedelta) of shape (n_samples,)."""
-    check_target_dtype(
-        y,
-        name,
-        "labels",
-        " (pass target distributions as a 2-D array of shape (n_samples, n_classes))",
-    )
+DISTRIBUTIONS_HINT = (
+    " (pass target distributions as a 2-D array of shape (n_samples, n_classes))"
+)
+
+
+def check_label_dtype_and_shape(
+    y: np.ndarray, n_samples: int, name: str = "y", hint: str = DISTRIBUTIONS_HINT
+):
+    """``y`` must hold integers (not bool, not timedelta) of shape (n_samples,).
+
+    ``hint`` ends the dtype error: by default, how to pass target
+    distributions, for the functions that accept them.
+    """
+    check_target_dtype(y, name, "labels", hint)
     if y.shape != (n_samples,):
         raise ValueError(
             f"{name} has shape {y.shape}, but there are {n_samples} samples: "

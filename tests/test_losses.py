@@ -875,3 +875,17 @@ def test_ignore_index_gradient_matches_central_differences(zyk):
     grad = ct.cross_entropy_grad(z, y, "mean", ignore_index=ignore_index)
     np.testing.assert_allclose(grad, numeric, rtol=0, atol=1e-7)
     np.testing.assert_array_equal(numeric[~kept], 0.0)
+
+
+@pytest.mark.parametrize("fn", [ct.likelihood, ct.negative_log_likelihood])
+def test_labels_only_functions_do_not_suggest_target_distributions(fn):
+    # cross_entropy accepts target distributions, and its dtype error says how
+    # to pass them; likelihood and negative_log_likelihood refuse them, so
+    # their error points to cross_entropy instead.
+    y_hat = np.array([[0.1, 0.3, 0.6], [0.2, 0.3, 0.5]])
+    with pytest.raises(TypeError, match="for target distributions use cross_entropy"):
+        fn(y_hat, np.array([0.0, 2.0]))
+    with pytest.raises(TypeError, match="pass target distributions as a 2-D array"):
+        ct.cross_entropy(y_hat, np.array([0.0, 2.0]))
+    with pytest.raises(ValueError, match="y must be integer class labels"):
+        fn(y_hat, np.eye(3)[[0, 2]])
