@@ -97,23 +97,11 @@ def add_product(grad_w: np.ndarray, g: np.ndarray, hc: np.ndarray, beta: float):
 
 def chunked_beta1(h, w, y):
     """``bench_fused.chunked_products`` with one ``beta = 1`` call per chunk."""
-    (n, d), v = h.shape, w.shape[0]
-    rows = _fused.chunk_rows(n, v, h.dtype.itemsize, d)
-    step = _fused.vocab_block_rows(rows, v, d)
-    buffer = np.empty((min(rows, n), v), dtype=h.dtype)
-    partial = np.empty((min(step, v), d), dtype=h.dtype)
-    grad_h, grad_w = np.empty_like(h), np.empty_like(w)
 
-    def run():
-        for start in range(0, n, rows):
-            stop = min(start + rows, n)
-            hc, g = h[start:stop], buffer[: stop - start]
-            np.matmul(hc, w.T, out=g)
-            _fused._grad_features(g, w, grad_h[start:stop], partial)
-            add_product(grad_w, g, hc, 0.0 if start == 0 else 1.0)
-        return None, grad_h, grad_w
+    def add_share(grad_w, g, hc, first: bool) -> None:
+        add_product(grad_w, g, hc, 0.0 if first else 1.0)
 
-    return run
+    return chunked_products(h, w, y, "forward+backward", add_share)
 
 
 def _accumulate_beta1(head, g, start, stop, grads, coef=None) -> None:

@@ -146,14 +146,30 @@ def products(h, w, y, pass_: str) -> Call:
     return forward if pass_ == "forward" else step
 
 
-def chunked_products(h, w, y, pass_: str) -> Call:
-    """The three products in ``linear_cross_entropy``'s chunks and slices."""
+def chunked_products(h, w, y, pass_: str, add_share=None) -> Call:
+    """The three products in ``linear_cross_entropy``'s chunks and slices.
+
+    ``add_share(grad_w, g, hc, first)``, if given, replaces the package's way
+    of adding a chunk's ``g.T @ hc`` into ``grad_w`` (written by the first
+    chunk, added by the others one slice of vocabulary rows at a time).
+    """
     (n, d), v = h.shape, w.shape[0]
     rows = _fused.chunk_rows(n, v, h.dtype.itemsize, d)
     step = _fused.vocab_block_rows(rows, v, d)
     buffer = np.empty((min(rows, n), v), dtype=h.dtype)
     partial = np.empty((min(step, v), d), dtype=h.dtype)
     grad_h, grad_w = np.empty_like(h), np.empty_like(w)
+
+    def in_slices(grad_w, g, hc, first: bool) -> None:
+        if first:
+            np.matmul(g.T, hc, out=grad_w)
+            return
+        for k in range(0, v, step):
+            block = partial[: min(step, v - k)]
+            np.matmul(g[:, k : k + step].T, hc, out=block)
+            grad_w[k : k + step] += block
+
+    add = in_slices if add_share is None else add_share
 
     def run(backward: bool):
         for start in range(0, n, rows):
@@ -164,13 +180,7 @@ def chunked_products(h, w, y, pass_: str) -> Call:
             if not backward:
                 continue
             _fused._grad_features(g, w, grad_h[start:stop], partial)
-            if start == 0:
-                np.matmul(g.T, hc, out=grad_w)
-                continue
-            for k in range(0, v, step):
-                block = partial[: min(step, v - k)]
-                np.matmul(g[:, k : k + step].T, hc, out=block)
-                grad_w[k : k + step] += block
+            add(grad_w, g, hc, start == 0)
         return (None,) if not backward else (None, grad_h, grad_w)
 
     return lambda: run(pass_ != "forward")
